@@ -1,0 +1,118 @@
+"""Load causal LMs and embedders by short name or path, once per process."""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ragline.errors import ModelNotFound
+from ragline.models.catalog import KNOWN_MODELS
+from ragline.models.store import resolve_packaged
+
+if TYPE_CHECKING:
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+__all__ = ["LoadedLM", "load_causal_lm", "load_embedder", "pick_device", "pick_dtype"]
+
+_LOCK = threading.Lock()
+_LMS: dict[tuple[str, str, str, str], LoadedLM] = {}
+_EMBEDDERS: dict[tuple[str, str], Any] = {}
+
+
+@dataclass(frozen=True)
+class LoadedLM:
+    """A causal LM with its tokenizer, the name it was asked for and where it runs."""
+
+    name: str
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    device: torch.device
+
+
+def pick_device(device: str = "auto") -> str:
+    """`auto` -> "cuda" when a CUDA device is present, else "cpu"; other values pass through."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def pick_dtype(dtype: str, device: str) -> torch.dtype:
+    """`auto` -> bfloat16 on CUDA, float32 elsewhere (bf16 matmuls are slow on most CPUs)."""
+    import torch
+
+    if dtype == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    try:
+        value = getattr(torch, dtype)
+    except AttributeError:
+        value = None
+    if not isinstance(value, torch.dtype) or not value.is_floating_point:
+        raise ValueError(f"dtype: expected auto, float32, bfloat16 or float16, got {dtype!r}")
+    return value
+
+
+def _source(name: str, allow_pull: bool) -> tuple[str, dict[str, Any]]:
+    if name in KNOWN_MODELS:
+        return str(resolve_packaged(name, allow_pull=allow_pull)), {}
+    path = Path(name).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise ModelNotFound(f"model {name!r}: no such GGUF file")
+        return str(path.parent), {"gguf_file": path.name}
+    return name, {}
+
+
+def load_causal_lm(
+    name: str, *, dtype: str = "auto", device: str = "auto", allow_pull: bool = True
+) -> LoadedLM:
+    """Load a causal LM once per (name, dtype, device) in this process.
+
+    `name` is a packaged short name (`smollm2-135m-instruct`), a local directory, a `.gguf`
+    file, or any name transformers accepts (a hub id, for users with a network).
+    """
+    dev = pick_device(device)
+    torch_dtype = pick_dtype(dtype, dev)
+    key = (name, str(torch_dtype), dev, str(allow_pull))
+    with _LOCK:
+        if key in _LMS:
+            return _LMS[key]
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        source, extra = _source(name, allow_pull)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(source, **extra)
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **extra)
+        except OSError as err:
+            raise ModelNotFound(f"cannot load causal LM {name!r}: {err}".splitlines()[0]) from err
+        model.to(torch.device(dev)).eval()
+        loaded = LoadedLM(name=name, model=model, tokenizer=tokenizer, device=torch.device(dev))
+        _LMS[key] = loaded
+        return loaded
+
+
+def load_embedder(name: str = "minilm-l6", *, device: str = "auto") -> SentenceTransformer:
+    """Load a sentence-transformers embedder once per (name, device); packaged names load offline."""
+    dev = pick_device(device)
+    with _LOCK:
+        if (name, dev) in _EMBEDDERS:
+            return _EMBEDDERS[(name, dev)]
+        from sentence_transformers import SentenceTransformer
+
+        source = str(resolve_packaged(name)) if name in KNOWN_MODELS else name
+        if name in KNOWN_MODELS:
+            # The packaged folder is complete; without this flag the library may still ask the hub.
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        try:
+            model = SentenceTransformer(source, device=dev)
+        except OSError as err:
+            raise ModelNotFound(f"cannot load embedder {name!r}: {err}".splitlines()[0]) from err
+        _EMBEDDERS[(name, dev)] = model
+        return model

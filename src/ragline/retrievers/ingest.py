@@ -1,0 +1,118 @@
+"""Read documents from text, Markdown and JSONL files (gzip accepted) for indexing."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from ragline.errors import UsageError
+from ragline.types import Document
+
+__all__ = ["SUPPORTED_SUFFIXES", "collect_files", "read_documents"]
+
+log = logging.getLogger("ragline.ingest")
+
+SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".jsonl", ".jsonl.gz")
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    return next(
+        (s for s in sorted(SUPPORTED_SUFFIXES, key=len, reverse=True) if name.endswith(s)), ""
+    )
+
+
+def collect_files(paths: Iterable[str | os.PathLike[str]]) -> list[tuple[Path, str]]:
+    """Expand files and directories (recursively, sorted) into `(file, id_prefix)` pairs."""
+    out: list[tuple[Path, str]] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            for f in sorted(p for p in path.rglob("*") if p.is_file() and _suffix(p)):
+                out.append((f, f.relative_to(path).as_posix()))
+        elif path.is_file():
+            if not _suffix(path):
+                raise UsageError(
+                    f"{path}: unsupported file type; expected one of {', '.join(SUPPORTED_SUFFIXES)}"
+                )
+            out.append((path, path.name))
+        else:
+            raise UsageError(f"{path}: no such file or directory")
+    return out
+
+
+def _text_document(path: Path, doc_id: str, text: str) -> Document | None:
+    title = path.stem.replace("-", " ").replace("_", " ")
+    lines = text.strip().splitlines()
+    if lines and lines[0].startswith("# "):
+        title = lines[0][2:].strip()
+        lines = lines[1:]
+    body = "\n".join(lines).strip()
+    if not body:
+        return None
+    return Document(id=doc_id, text=body, metadata={"title": title, "source": str(path)})
+
+
+def _jsonl_documents(path: Path, stem: str, text: str) -> Iterator[Document]:
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row: Any = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise UsageError(f"{path}:{n}: invalid JSON: {err.msg}") from None
+        if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+            raise UsageError(
+                f"{path}:{n}: expected an object with a string 'text' (and optional 'id', 'title')"
+            )
+        doc_id = str(row.pop("id", f"{stem}:{n}"))
+        title = str(row.pop("title", "") or "")
+        body = row.pop("text").strip()
+        if not body:
+            log.warning("%s:%d: empty text, skipped", path, n)
+            continue
+        yield Document(
+            id=doc_id, text=body, metadata={**row, "title": title, "source": f"{path}:{n}"}
+        )
+
+
+def _read_text(path: Path) -> str | None:
+    raw = path.read_bytes()
+    if path.name.lower().endswith(".gz"):
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as err:
+            raise UsageError(f"{path}: not a valid gzip file: {err}") from None
+    if not raw.strip():
+        log.warning("%s: empty file, skipped", path)
+        return None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        log.warning("%s: not UTF-8 text (byte %d), skipped", path, err.start)
+        return None
+
+
+def read_documents(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Document]:
+    """Yield documents from files and directories.
+
+    `.txt`/`.md`: one document per file, id = path relative to the directory given, title = the
+    first `# ` heading or the file name. `.jsonl[.gz]`: one document per line with `text` and
+    optional `id` and `title`; other keys become metadata. Empty and non-UTF-8 files are skipped
+    with a warning; malformed JSON lines are errors naming the file and line.
+    """
+    for path, doc_id in collect_files(paths):
+        text = _read_text(path)
+        if text is None:
+            continue
+        if _suffix(path).startswith(".jsonl"):
+            yield from _jsonl_documents(path, doc_id.rsplit(".jsonl", 1)[0], text)
+        elif (doc := _text_document(path, doc_id, text)) is not None:
+            yield doc
+        else:
+            log.warning("%s: no text after the title, skipped", path)
