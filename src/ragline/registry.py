@@ -79,7 +79,7 @@ def load_stage_class(type_name: str, *, allow_imports: bool = False) -> type:
         return _import(_BUILTIN[type_name])
     eps = _entry_points()
     if type_name in eps:
-        return eps[type_name].load()  # type: ignore[attr-defined,no-any-return]
+        return eps[type_name].load()  # type: ignore[attr-defined]
     if ":" in type_name:
         if not allow_imports:
             raise UnknownStageType(

@@ -75,27 +75,28 @@ def _fail(message: str, code: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return its exit status: 0 ok, 1 runtime error, 2 usage or configuration error."""
-    import click
-
     from ragline.cli import commands, models  # noqa: F401  (registers the commands)
     from ragline.errors import RaglineError
 
     try:
         app(args=argv, prog_name="ragline", standalone_mode=False)
-    except click.exceptions.Exit as err:
-        return err.exit_code
-    except click.exceptions.Abort:
+    except typer.Exit as err:
+        return int(err.exit_code)
+    except typer.Abort:
         return 130
-    except click.ClickException as err:
-        ctx = getattr(err, "ctx", None)
-        where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
-        return _fail(f"{err.format_message()}{where}", 2)
     except RaglineError as err:
-        return _fail(str(err), err.exit_code)
+        # Usage and config errors read best bare; runtime errors say what kind they are.
+        message = str(err) if err.exit_code == 2 else f"{type(err).__name__}: {err}"
+        return _fail(message, err.exit_code)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
     except BrokenPipeError:
         return 0
     except Exception as err:
+        # Parser errors are click exceptions; newer typer vendors click, so match the interface.
+        if hasattr(err, "format_message") and isinstance(getattr(err, "exit_code", None), int):
+            ctx = getattr(err, "ctx", None)
+            where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+            return _fail(f"{err.format_message()}{where}", 2)
         return _fail(f"{type(err).__name__}: {err}", 1)
     return 0

@@ -32,10 +32,10 @@ class HFGeneratorConfig(StageConfig):
     """auto: bfloat16 on CUDA, float32 on CPU."""
     device: str = "auto"
     """auto, cpu, cuda, cuda:1, ..."""
-    max_new_tokens: int = Field(96, ge=1)
-    temperature: float = Field(0.0, ge=0.0)
+    max_new_tokens: int = Field(default=96, ge=1)
+    temperature: float = Field(default=0.0, ge=0.0)
     """0 decodes greedily; above 0 samples."""
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     seed: int | None = None
     """Seed for sampling; ignored when greedy."""
     chat_template: bool = True

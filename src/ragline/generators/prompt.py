@@ -26,7 +26,7 @@ class NumberedPromptConfig(StageConfig):
     """The system instruction placed before the documents."""
     document_template: str = "[{number}] {title}: {text}"
     """How each document is written; fields: number, title, text, id."""
-    max_documents: int | None = Field(None, ge=1)
+    max_documents: int | None = Field(default=None, ge=1)
     """Keep only the first N documents (in the order the previous stage left them)."""
 
     @field_validator("document_template")

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ragline.errors import ModelNotFound
 from ragline.models.catalog import KNOWN_MODELS
@@ -49,13 +48,10 @@ def pick_dtype(dtype: str, device: str) -> torch.dtype:
 
     if dtype == "auto":
         return torch.bfloat16 if device.startswith("cuda") else torch.float32
-    try:
-        value = getattr(torch, dtype)
-    except AttributeError:
-        value = None
-    if not isinstance(value, torch.dtype) or not value.is_floating_point:
+    choices = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if dtype not in choices:
         raise ValueError(f"dtype: expected auto, float32, bfloat16 or float16, got {dtype!r}")
-    return value
+    return choices[dtype]
 
 
 def _source(name: str, allow_pull: bool) -> tuple[str, dict[str, Any]]:
@@ -90,9 +86,11 @@ def load_causal_lm(
         try:
             tokenizer = AutoTokenizer.from_pretrained(source, **extra)
             model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **extra)
-        except OSError as err:
+        except (OSError, ValueError) as err:
+            # transformers raises OSError for missing files and ValueError for folders without a model.
             raise ModelNotFound(f"cannot load causal LM {name!r}: {err}".splitlines()[0]) from err
-        model.to(torch.device(dev)).eval()
+        # transformers wraps `.to` with a signature mypy cannot follow.
+        cast(Any, model).to(torch.device(dev)).eval()
         loaded = LoadedLM(name=name, model=model, tokenizer=tokenizer, device=torch.device(dev))
         _LMS[key] = loaded
         return loaded
@@ -107,12 +105,9 @@ def load_embedder(name: str = "minilm-l6", *, device: str = "auto") -> SentenceT
         from sentence_transformers import SentenceTransformer
 
         source = str(resolve_packaged(name)) if name in KNOWN_MODELS else name
-        if name in KNOWN_MODELS:
-            # The packaged folder is complete; without this flag the library may still ask the hub.
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
         try:
             model = SentenceTransformer(source, device=dev)
-        except OSError as err:
+        except (OSError, ValueError) as err:
             raise ModelNotFound(f"cannot load embedder {name!r}: {err}".splitlines()[0]) from err
         _EMBEDDERS[(name, dev)] = model
         return model

@@ -147,7 +147,7 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
     lm = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # The dequantised weights are plain tensors; keeping the GGUF quantizer would make
     # save_pretrained refuse or re-mark the copy as quantised.
-    lm.hf_quantizer = None
+    lm.hf_quantizer = None  # type: ignore[assignment]
     if hasattr(lm.config, "quantization_config"):
         del lm.config.quantization_config
     lm.save_pretrained(out)

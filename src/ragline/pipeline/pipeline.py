@@ -67,9 +67,9 @@ def _build_stage(doc: Located, i: int, spec: Any, allow_imports: bool) -> Stage:
     config_cls = getattr(cls, "Config", None)
     try:
         if isinstance(config_cls, type) and issubclass(config_cls, BaseModel):
-            return cls(config_cls(**params))  # type: ignore[no-any-return]
+            return cls(config_cls(**params))
         build = getattr(cls, "from_config", None)
-        return build(params) if build is not None else cls(**params)  # type: ignore[no-any-return]
+        return build(params) if build is not None else cls(**params)
     except ValidationError as err:
         fields = list(config_cls.model_fields) if config_cls is not None else []
         messages = []
@@ -170,11 +170,11 @@ class Pipeline:
         for key in data:
             if key not in _TOP_KEYS:
                 raise doc.error((key,), f"unknown key; expected one of {', '.join(_TOP_KEYS)}")
-        stages = data.get("stages")
-        if not isinstance(stages, list) or not stages:
-            raise doc.error(("stages",), f"expected a non-empty list of stages, got {stages!r}")
+        specs = data.get("stages")
+        if not isinstance(specs, list) or not specs:
+            raise doc.error(("stages",), f"expected a non-empty list of stages, got {specs!r}")
         built = []
-        for i, spec in enumerate(stages):
+        for i, spec in enumerate(specs):
             built.append(_build_stage(doc, i, spec, allow_imports))
         name = data.get("name", "pipeline")
         if not isinstance(name, str):

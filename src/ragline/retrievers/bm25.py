@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ragline.errors import UsageError
 from ragline.pipeline.stage import ConfiguredStage, StageConfig
 from ragline.retrievers.index import Index, open_index
 from ragline.types import RunState, StageTrace
@@ -56,8 +57,13 @@ def build_bm25(
     bm25s = _bm25s()
     progress = progress and sys.stderr.isatty()
 
+    tokens = _tokenize(texts, settings, ids=True, progress=progress)
+    if not tokens.vocab:
+        raise UsageError(
+            f"no indexable words: every document is empty after stop-word removal (stopwords={settings.stopwords!r})"
+        )
     retriever = bm25s.BM25()
-    retriever.index(_tokenize(texts, settings, ids=True, progress=progress), show_progress=progress)
+    retriever.index(tokens, show_progress=progress)
     retriever.save(str(out))
 
 
@@ -66,7 +72,7 @@ class BM25Config(StageConfig):
 
     index: str
     """The index directory written by `ragline index`."""
-    top_k: int = Field(5, ge=1)
+    top_k: int = Field(default=5, ge=1)
     """How many documents to return at most."""
     verify: bool = True
     """Check every index file's checksum when opening."""

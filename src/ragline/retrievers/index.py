@@ -130,7 +130,9 @@ def _read_manifest(path: Path) -> dict[str, Any]:
             f"{mpath}: unreadable manifest ({err}); rebuild the index with `ragline index --overwrite`"
         ) from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise IndexCorrupt(f"{mpath}: not a {FORMAT} manifest")
+        raise IndexCorrupt(
+            f"{mpath}: not a {FORMAT} manifest; rebuild the index with `ragline index --overwrite`"
+        )
     if manifest.get("version") != FORMAT_VERSION:
         raise IndexCorrupt(
             f"{mpath}: index format version {manifest.get('version')!r}, this ragline reads version {FORMAT_VERSION}; "

@@ -70,14 +70,15 @@ def _jsonl_documents(path: Path, stem: str, text: str) -> Iterator[Document]:
             raise UsageError(
                 f"{path}:{n}: expected an object with a string 'text' (and optional 'id', 'title')"
             )
-        doc_id = str(row.pop("id", f"{stem}:{n}"))
+        raw_id = row.pop("id", None)
+        doc_id = f"{stem}:{n}" if raw_id is None else str(raw_id)
         title = str(row.pop("title", "") or "")
         body = row.pop("text").strip()
         if not body:
             log.warning("%s:%d: empty text, skipped", path, n)
             continue
         yield Document(
-            id=doc_id, text=body, metadata={**row, "title": title, "source": f"{path}:{n}"}
+            id=doc_id, text=body, metadata={"source": f"{path}:{n}", **row, "title": title}
         )
 
 
@@ -92,7 +93,8 @@ def _read_text(path: Path) -> str | None:
         log.warning("%s: empty file, skipped", path)
         return None
     try:
-        return raw.decode("utf-8")
+        # utf-8-sig drops the byte-order mark some editors write, which would hide a "# " title.
+        return raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         log.warning("%s: not UTF-8 text (byte %d), skipped", path, err.start)
         return None
