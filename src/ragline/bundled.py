@@ -38,7 +38,8 @@ def default_index(*, progress: bool = True) -> Path:
 
     The directory name carries a hash of the corpus, so an edited corpus gets a fresh index.
     """
-    from ragline.retrievers.index import build_index
+    from ragline.retrievers.index import FORMAT_VERSION
+    from ragline.retrievers.indexing import build_index
     from ragline.retrievers.ingest import read_documents
 
     corpus = example_corpus_path()
@@ -46,6 +47,7 @@ def default_index(*, progress: bool = True) -> Path:
     for f in sorted(corpus.rglob("*")):
         if f.is_file():
             digest.update(f.relative_to(corpus).as_posix().encode() + b"\0" + f.read_bytes())
+    digest.update(f"format {FORMAT_VERSION}".encode())
     path = cache_dir("indexes", f"example-{digest.hexdigest()[:16]}")
     if not (path / "manifest.json").is_file():
         build_index(read_documents([corpus]), path, overwrite=True, progress=progress)

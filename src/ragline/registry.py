@@ -23,6 +23,10 @@ ENTRY_POINT_GROUP = "ragline.stages"
 # Built-ins are named, not imported, so `import ragline` stays free of torch and transformers.
 _BUILTIN: dict[str, str] = {
     "retriever.bm25": "ragline.retrievers.bm25:BM25Retriever",
+    "retriever.dense": "ragline.retrievers.dense:DenseRetriever",
+    "retriever.hybrid": "ragline.retrievers.hybrid:HybridRetriever",
+    "retriever.langchain": "ragline.retrievers.langchain:LangChainRetriever",
+    "rerank.cross_encoder": "ragline.retrievers.rerank:CrossEncoderReranker",
     "reorder.sort": "ragline.reorder.sort:SortReorderer",
     "prompt.numbered": "ragline.generators.prompt:NumberedPrompt",
     "generator.hf": "ragline.generators.hf:HFGenerator",
@@ -67,6 +71,16 @@ def _import(target: str) -> type:
     return obj
 
 
+def close_matches(word: str, candidates: list[str]) -> list[str]:
+    """Candidates similar to `word`: the best match and any nearly as good (for "did you mean")."""
+    ratios = sorted(
+        ((difflib.SequenceMatcher(None, word, c).ratio(), c) for c in candidates), reverse=True
+    )
+    if not ratios or ratios[0][0] < 0.6:
+        return []
+    return [c for r, c in ratios[:3] if r >= ratios[0][0] - 0.1]
+
+
 def load_stage_class(type_name: str, *, allow_imports: bool = False) -> type:
     """Resolve a stage type to its class.
 
@@ -90,7 +104,7 @@ def load_stage_class(type_name: str, *, allow_imports: bool = False) -> type:
         except (ImportError, AttributeError) as err:
             raise UnknownStageType(f"cannot import stage class {type_name!r}: {err}") from None
     known = stage_types()
-    close = difflib.get_close_matches(type_name, known, n=3, cutoff=0.5)
+    close = close_matches(type_name, known)
     hint = (
         f"did you mean {' or '.join(repr(c) for c in close)}?"
         if close

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from ragline.errors import ConfigError, IndexCorrupt, IndexNotFound
 from ragline.retrievers.bm25 import BM25Config, BM25Retriever
-from ragline.retrievers.index import build_index
+from ragline.retrievers.indexing import build_index
 from ragline.types import Document, Query, RunState
 
 CORPUS = {

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from ragline.errors import IndexCorrupt, IndexNotFound, UsageError
-from ragline.retrievers.index import FORMAT, FORMAT_VERSION, Index, build_index, open_index
+from ragline.retrievers.index import FORMAT, FORMAT_VERSION, Index, open_index
+from ragline.retrievers.indexing import build_index
 from ragline.types import Document
 
-FIX = "ragline index --overwrite"
+FIX = "rebuild it with `ragline index ... --overwrite`"
 
 
 def corpus() -> list[Document]:
@@ -47,8 +48,11 @@ def leftovers(parent: Path) -> list[str]:
 def as_rows(
     docs: tuple[Document, ...] | list[Document],
 ) -> list[tuple[str, str, dict[str, object]]]:
-    """Documents as comparable `(id, text, metadata)` rows."""
-    return [(d.id, d.text, dict(d.metadata)) for d in docs]
+    """Documents as comparable `(id, text, metadata)` rows, without the chunk bookkeeping keys."""
+    chunk_keys = {"source_id", "chunk", "char_start", "char_end"}
+    return [
+        (d.id, d.text, {k: v for k, v in d.metadata.items() if k not in chunk_keys}) for d in docs
+    ]
 
 
 @pytest.fixture
@@ -144,7 +148,7 @@ def test_failed_overwrite_keeps_the_old_index(built: Path, monkeypatch: pytest.M
     def fail(*args: object, **kwargs: object) -> None:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr("ragline.retrievers.bm25.build_bm25", fail)
+    monkeypatch.setattr("ragline.retrievers.indexing.build_bm25", fail)
 
     with pytest.raises(RuntimeError, match="disk full"):
         build(built, [Document("new", "new text")], overwrite=True)

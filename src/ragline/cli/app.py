@@ -75,7 +75,7 @@ def _fail(message: str, code: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return its exit status: 0 ok, 1 runtime error, 2 usage or configuration error."""
-    from ragline.cli import commands, models  # noqa: F401  (registers the commands)
+    from ragline.cli import commands, models, retrieval  # noqa: F401  (registers the commands)
     from ragline.errors import RaglineError
 
     try:

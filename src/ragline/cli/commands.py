@@ -1,4 +1,4 @@
-"""`ragline index`, `ragline ask` and `ragline run`."""
+"""`ragline ask` and `ragline run`."""
 
 from __future__ import annotations
 
@@ -17,39 +17,6 @@ from ragline.progress import progress_bar
 
 if TYPE_CHECKING:
     from ragline.pipeline import Pipeline
-
-
-@app.command("index")
-def index_cmd(
-    paths: Annotated[
-        list[Path],
-        typer.Argument(help="Files (.txt, .md, .jsonl[.gz]) or directories (recursive)."),
-    ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="The index directory to write.")],
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace an existing index.")
-    ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
-) -> None:
-    """Build a search index from documents."""
-    from ragline.retrievers.index import build_index
-    from ragline.retrievers.ingest import read_documents
-
-    docs = []
-    with progress_bar("reading documents", total=None) as advance:
-        for doc in read_documents(paths):
-            docs.append(doc)
-            advance(1)
-    index = build_index(docs, out, overwrite=overwrite)
-    summary = {
-        "index": str(index.path),
-        "documents": len(index.documents),
-        "components": list(index.manifest["components"]),
-    }
-    if as_json:
-        print_json(summary)
-    else:
-        print(f"indexed {summary['documents']} documents into {summary['index']}")
 
 
 def load_pipeline(pipeline: Path | None, index: Path | None) -> Pipeline:
@@ -116,7 +83,7 @@ def ask_cmd(
     print_sources(answer)
 
 
-def _read_questions(path: Path) -> list[dict[str, Any]]:
+def read_questions(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise UsageError(f"--questions {path}: no such file")
     rows = []
@@ -191,7 +158,7 @@ def run_cmd(
     """Answer a file of questions; resumable: rerunning skips questions already answered in --out."""
     from ragline.types import Query
 
-    rows = _read_questions(questions)
+    rows = read_questions(questions)
     done = _answered(out)
     todo = [r for r in rows if r["id"] not in done]
     pipe = load_pipeline(pipeline, index)

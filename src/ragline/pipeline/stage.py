@@ -21,7 +21,10 @@ class Stage(Protocol):
     `stream(state)` (yield text chunks, then the final state; generators only), `close()`.
     """
 
-    name: str
+    @property
+    def name(self) -> str:
+        """The name traces and errors use for this stage."""
+        ...
 
     def run(self, state: RunState) -> RunState:
         """Return a new state; never mutate the given one."""

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from ragline.errors import UsageError
-from ragline.pipeline.stage import ConfiguredStage, StageConfig
-from ragline.retrievers.index import Index, open_index
-from ragline.types import RunState, StageTrace
+from ragline.retrievers.base import IndexRetriever, IndexRetrieverConfig
+from ragline.retrievers.index import Index
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["BM25Config", "BM25Retriever", "BM25Settings", "build_bm25"]
 
@@ -37,88 +38,72 @@ def _bm25s() -> Any:
     return bm25s
 
 
-def _tokenize(texts: list[str], settings: BM25Settings, *, ids: bool, progress: bool) -> Any:
-    bm25s = _bm25s()
+class _Tokenizer:
+    """bm25s tokenisation with one stemmer instance (building a stemmer per query costs more than BM25)."""
 
-    stemmer = None
-    if settings.stemmer:
-        import Stemmer
+    def __init__(self, settings: BM25Settings) -> None:
+        self.settings = settings
+        self.stemmer = None
+        if settings.stemmer:
+            import Stemmer
 
-        stemmer = Stemmer.Stemmer(settings.stemmer)
-    return bm25s.tokenize(
-        texts, stopwords=settings.stopwords, stemmer=stemmer, return_ids=ids, show_progress=progress
-    )
+            self.stemmer = Stemmer.Stemmer(settings.stemmer)
+
+    def __call__(self, texts: list[str], *, ids: bool, progress: bool = False) -> Any:
+        return _bm25s().tokenize(
+            texts,
+            stopwords=self.settings.stopwords,
+            stemmer=self.stemmer,
+            return_ids=ids,
+            show_progress=progress,
+        )
 
 
 def build_bm25(
     texts: list[str], out: Path, settings: BM25Settings, *, progress: bool = True
 ) -> None:
     """Tokenise `texts` and save a bm25s index into the directory `out`."""
-    bm25s = _bm25s()
     progress = progress and sys.stderr.isatty()
-
-    tokens = _tokenize(texts, settings, ids=True, progress=progress)
+    tokens = _Tokenizer(settings)(texts, ids=True, progress=progress)
     if not tokens.vocab:
         raise UsageError(
             f"no indexable words: every document is empty after stop-word removal (stopwords={settings.stopwords!r})"
         )
-    retriever = bm25s.BM25()
+    retriever = _bm25s().BM25()
     retriever.index(tokens, show_progress=progress)
     retriever.save(str(out))
 
 
-class BM25Config(StageConfig):
+class BM25Config(IndexRetrieverConfig):
     """Parameters of `retriever.bm25`."""
 
-    index: str
-    """The index directory written by `ragline index`."""
-    top_k: int = Field(default=5, ge=1)
-    """How many documents to return at most."""
-    verify: bool = True
-    """Check every index file's checksum when opening."""
 
-
-class BM25Retriever(ConfiguredStage[BM25Config]):
+class BM25Retriever(IndexRetriever[BM25Config]):
     """Rank the index's documents by BM25 against the question; documents with no overlap are dropped.
 
     Example:
-        >>> stage = BM25Retriever(index="./my-index", top_k=5)  # doctest: +SKIP
+        >>> stage = BM25Retriever(index="./my-index", top_k=5, where={"source_id": "a.md"})  # doctest: +SKIP
     """
 
     type_name = "retriever.bm25"
     Config = BM25Config
+    component = "bm25"
 
-    def __init__(self, config: BM25Config | None = None, /, **params: Any) -> None:
-        super().__init__(config, **params)
-        self._index: Index | None = None
-        self._bm25: Any = None
-        self._settings: BM25Settings | None = None
+    def _load(self, index: Index, settings: dict[str, Any]) -> None:
+        self._tokenize = _Tokenizer(BM25Settings(**settings))
+        self._bm25 = _bm25s().BM25.load(str(index.path / "bm25"))
 
-    def warm_up(self) -> None:
-        """Open and verify the index and load the BM25 structure."""
-        if self._bm25 is not None:
-            return
-        bm25s = _bm25s()
-        index = open_index(self.config.index, verify=self.config.verify)
-        self._settings = BM25Settings(**index.component("bm25"))
-        self._bm25 = bm25s.BM25.load(str(index.path / "bm25"))
-        self._index = index
+    def _search(self, text: str, k: int, allowed: np.ndarray | None) -> list[tuple[int, float]]:
+        tokens = self._tokenize([text], ids=False)
+        if not tokens or not tokens[0]:
+            return []
+        mask = None
+        if allowed is not None:
+            import numpy as np
 
-    def run(self, state: RunState) -> RunState:
-        """Put the top-k documents (with BM25 scores) into `state.documents`."""
-        self.warm_up()
-        assert self._index is not None and self._settings is not None
-        started = time.perf_counter()
-        docs = self._index.documents
-        tokens = _tokenize([state.query.text], self._settings, ids=False, progress=False)
-        found = []
-        if tokens and tokens[0]:
-            k = min(self.config.top_k, len(docs))
-            ids, scores = self._bm25.retrieve(tokens, k=k, show_progress=False, n_threads=1)
-            found = [
-                docs[int(i)].with_score(float(s))
-                for i, s in zip(ids[0], scores[0], strict=True)
-                if s > 0
-            ]
-        trace = StageTrace.since(self.name, started, retrieved=len(found), corpus=len(docs))
-        return state.evolve(documents=tuple(found), trace=trace)
+            mask = np.zeros(len(self.index.documents), dtype=np.float32)
+            mask[allowed] = 1.0
+        ids, scores = self._bm25.retrieve(
+            tokens, k=k, show_progress=False, n_threads=1, weight_mask=mask
+        )
+        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if s > 0]

@@ -1,48 +1,80 @@
-"""An index directory: documents, per-method search structures, and a checksummed manifest."""
+"""An index directory: documents, per-method search structures, and a checksummed manifest.
+
+Layout (format version 2)::
+
+    manifest.json      format, version, counts, chunking, components, sha256 of every file
+    documents.jsonl    one chunk per line: id, text, metadata (source_id, char offsets, ...)
+    bm25/              bm25s arrays                     (component "bm25")
+    dense/             embeddings.npy + index.faiss     (component "dense")
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ragline._version import __version__
-from ragline.errors import IndexCorrupt, IndexNotFound, UsageError
-from ragline.fsutil import atomic_dir
-from ragline.types import Document
+from ragline.errors import IndexCorrupt, IndexNotFound
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "Index", "build_index", "open_index"]
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ragline.types import Document
+
+__all__ = [
+    "DOCUMENTS",
+    "FORMAT",
+    "FORMAT_VERSION",
+    "MANIFEST",
+    "Index",
+    "open_index",
+    "sha256_file",
+]
 
 FORMAT = "ragline-index"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 DOCUMENTS = "documents.jsonl"
+_REBUILD = "rebuild it with `ragline index ... --overwrite`"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Index:
-    """An opened index directory: its manifest and documents in insertion order."""
+    """An opened index directory: its manifest and documents (chunks) in insertion order."""
 
     path: Path
     manifest: dict[str, Any]
     documents: tuple[Document, ...]
+    _filters: dict[str, dict[Any, np.ndarray]] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def component(self, name: str) -> dict[str, Any]:
-        """The settings of a search structure (e.g. "bm25"), or IndexCorrupt if it was not built."""
+        """The settings of a search structure ("bm25", "dense"), or IndexCorrupt if it was not built."""
         comps = self.manifest.get("components", {})
         if name not in comps:
+            built = ", ".join(comps) or "none"
             raise IndexCorrupt(
-                f"{self.path}: the index has no {name!r} component (built: {', '.join(comps) or 'none'}); rebuild it with `ragline index`"
+                f"{self.path}: the index has no {name!r} component (built: {built}); "
+                f"rebuild it with `ragline index ... --method {name}`"
             )
         return dict(comps[name])
 
+    def allowed_ids(self, where: dict[str, Any] | None) -> np.ndarray | None:
+        """Row ids whose metadata matches `where` (all keys; a list value means any of), or None for no filter."""
+        from ragline.retrievers.filters import matching_rows
 
-def _sha256(path: Path) -> str:
+        if not where:
+            return None
+        with self._lock:
+            return matching_rows(self.documents, where, self._filters)
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
@@ -50,70 +82,8 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def build_index(
-    documents: Iterable[Document],
-    out: str | os.PathLike[str],
-    *,
-    overwrite: bool = False,
-    progress: bool = True,
-    bm25: dict[str, Any] | None = None,
-) -> Index:
-    """Write an index directory atomically: a reader sees the old index or the new one, never half.
-
-    Args:
-        documents: the corpus; ids must be unique and at least one document is required.
-        out: the index directory to create.
-        overwrite: replace an existing index at `out`.
-        progress: show progress bars on stderr.
-        bm25: BM25 tokenisation settings (`stemmer`, `stopwords`); defaults to English.
-    """
-    from ragline.retrievers.bm25 import BM25Settings, build_bm25
-
-    out = Path(out)
-    docs = list(documents)
-    if not docs:
-        raise UsageError(
-            f"{out}: no documents to index (the inputs were empty or every file was skipped)"
-        )
-    seen: dict[str, Document] = {}
-    for doc in docs:
-        if doc.id in seen:
-            first = seen[doc.id].metadata.get("source", "?")
-            raise UsageError(
-                f"duplicate document id {doc.id!r}: in {first} and {doc.metadata.get('source', '?')}"
-            )
-        seen[doc.id] = doc
-    if out.exists() and not overwrite:
-        raise UsageError(f"{out}: already exists; pass --overwrite to replace it")
-    settings = BM25Settings(**(bm25 or {}))
-    with atomic_dir(out, overwrite=overwrite) as tmp:
-        with open(tmp / DOCUMENTS, "w", encoding="utf-8") as f:
-            for doc in docs:
-                f.write(
-                    json.dumps(
-                        {"id": doc.id, "text": doc.text, "metadata": dict(doc.metadata)},
-                        ensure_ascii=False,
-                    )
-                    + "\n"
-                )
-        build_bm25([d.text for d in docs], tmp / "bm25", settings, progress=progress)
-        files = {
-            p.relative_to(tmp).as_posix(): _sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()
-        }
-        manifest = {
-            "format": FORMAT,
-            "version": FORMAT_VERSION,
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "ragline": __version__,
-            "documents": len(docs),
-            "components": {"bm25": settings.model_dump()},
-            "files": files,
-        }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    return open_index(out, verify=False)
-
-
-def _read_manifest(path: Path) -> dict[str, Any]:
+def read_manifest(path: Path) -> dict[str, Any]:
+    """The manifest of the index at `path`, checked for format and version."""
     if not path.is_dir():
         raise IndexNotFound(
             f"{path}: index directory not found; build one with `ragline index FILES... --out {path}`"
@@ -126,43 +96,73 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     try:
         manifest = json.loads(mpath.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise IndexCorrupt(
-            f"{mpath}: unreadable manifest ({err}); rebuild the index with `ragline index --overwrite`"
-        ) from None
+        raise IndexCorrupt(f"{mpath}: unreadable manifest ({err}); {_REBUILD}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise IndexCorrupt(
-            f"{mpath}: not a {FORMAT} manifest; rebuild the index with `ragline index --overwrite`"
-        )
+        raise IndexCorrupt(f"{mpath}: not a {FORMAT} manifest; {_REBUILD}")
     if manifest.get("version") != FORMAT_VERSION:
         raise IndexCorrupt(
-            f"{mpath}: index format version {manifest.get('version')!r}, this ragline reads version {FORMAT_VERSION}; "
-            "rebuild the index with `ragline index --overwrite`"
+            f"{mpath}: index format version {manifest.get('version')!r}, this ragline reads version "
+            f"{FORMAT_VERSION}; {_REBUILD}"
         )
     return manifest
 
 
-def open_index(path: str | os.PathLike[str], *, verify: bool = True) -> Index:
-    """Open an index directory, checking its format version and (with `verify`) every file's checksum."""
-    path = Path(path)
-    manifest = _read_manifest(path)
+def _load(path: Path, verify: bool) -> Index:
+    from ragline.types import Document
+
+    manifest = read_manifest(path)
     if verify:
         for rel, expected in manifest.get("files", {}).items():
             file = path / rel
             if not file.is_file():
+                raise IndexCorrupt(f"{path}: missing file {rel}; {_REBUILD}")
+            if sha256_file(file) != expected:
                 raise IndexCorrupt(
-                    f"{path}: missing file {rel}; rebuild the index with `ragline index --overwrite`"
-                )
-            if _sha256(file) != expected:
-                raise IndexCorrupt(
-                    f"{path}: checksum mismatch for {rel} (modified since indexing); rebuild the index with `ragline index --overwrite`"
+                    f"{path}: checksum mismatch for {rel} (modified since indexing); {_REBUILD}"
                 )
     docs = []
-    with open(path / DOCUMENTS, encoding="utf-8") as f:
-        for line in f:
-            row = json.loads(line)
-            docs.append(Document(id=row["id"], text=row["text"], metadata=row.get("metadata", {})))
+    try:
+        with open(path / DOCUMENTS, encoding="utf-8") as f:
+            for line in f:
+                row = json.loads(line)
+                docs.append(
+                    Document(id=row["id"], text=row["text"], metadata=row.get("metadata", {}))
+                )
+    except (OSError, ValueError, KeyError) as err:
+        raise IndexCorrupt(f"{path}: cannot read {DOCUMENTS} ({err}); {_REBUILD}") from None
     if len(docs) != manifest.get("documents"):
         raise IndexCorrupt(
-            f"{path}: manifest counts {manifest.get('documents')} documents, {DOCUMENTS} holds {len(docs)}"
+            f"{path}: manifest counts {manifest.get('documents')} documents, {DOCUMENTS} holds {len(docs)}; {_REBUILD}"
         )
     return Index(path=path, manifest=manifest, documents=tuple(docs))
+
+
+_CACHE: dict[tuple[Any, ...], Index] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def _fingerprint(path: Path) -> tuple[Any, ...]:
+    # Any file replaced, rewritten or touched since the last open makes a new key.
+    stats = []
+    for file in sorted(path.rglob("*")):
+        st = file.stat()
+        stats.append((file.relative_to(path).as_posix(), st.st_ino, st.st_size, st.st_mtime_ns))
+    return (str(path.resolve()), *stats)
+
+
+def open_index(path: str | os.PathLike[str], *, verify: bool = True) -> Index:
+    """Open an index directory, checking its format version and (with `verify`) every file's checksum.
+
+    Opened indexes are shared within the process (a BM25 and a dense retriever over one directory
+    read it once) until any of its files changes, as when `ragline index --add` swaps in a new one.
+    """
+    path = Path(path)
+    if not (path / MANIFEST).is_file():
+        return _load(path, verify)  # raises the right IndexNotFound
+    key = (*_fingerprint(path), verify)
+    with _CACHE_LOCK:
+        if key not in _CACHE:
+            for stale in [k for k in _CACHE if k[0] == key[0]]:
+                del _CACHE[stale]
+            _CACHE[key] = _load(path, verify)
+        return _CACHE[key]
