@@ -95,7 +95,7 @@ def raw_bm25(index_dir: Path) -> Any:
         tokens = bm25s.tokenize(
             [text], stopwords="en", stemmer=stemmer, return_ids=False, show_progress=False
         )
-        return model.retrieve(tokens, k=20, show_progress=False, n_threads=1)
+        return model.retrieve(tokens, k=20, show_progress=False)
 
     return search
 

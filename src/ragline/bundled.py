@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
 
 from ragline.paths import cache_dir
 
 __all__ = ["default_index", "default_pipeline_path", "example_corpus_path"]
+
+log = logging.getLogger("ragline.bundled")
 
 _PACKAGED = Path(__file__).parent / "_bundled"
 # In a source checkout (editable install) the files live in the repository's examples/ folder.
@@ -38,7 +41,8 @@ def default_index(*, progress: bool = True) -> Path:
 
     The directory name carries a hash of the corpus, so an edited corpus gets a fresh index.
     """
-    from ragline.retrievers.index import FORMAT_VERSION
+    from ragline.errors import IndexError_
+    from ragline.retrievers.index import FORMAT_VERSION, open_index
     from ragline.retrievers.indexing import build_index
     from ragline.retrievers.ingest import read_documents
 
@@ -49,6 +53,12 @@ def default_index(*, progress: bool = True) -> Path:
             digest.update(f.relative_to(corpus).as_posix().encode() + b"\0" + f.read_bytes())
     digest.update(f"format {FORMAT_VERSION}".encode())
     path = cache_dir("indexes", f"example-{digest.hexdigest()[:16]}")
-    if not (path / "manifest.json").is_file():
-        build_index(read_documents([corpus]), path, overwrite=True, progress=progress)
+    if (path / "manifest.json").is_file():
+        try:
+            open_index(path)
+            return path
+        except IndexError_ as err:
+            # The user cannot rebuild a cache entry by hand; do it for them.
+            log.warning("rebuilding the example index: %s", err)
+    build_index(read_documents([corpus]), path, overwrite=True, progress=progress)
     return path

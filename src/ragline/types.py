@@ -29,7 +29,7 @@ class Document:
 
     def with_score(self, score: float | None) -> Document:
         """Return a copy carrying `score`."""
-        return replace(self, score=score)
+        return Document(self.id, self.text, self.metadata, score)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (`id`, `title`, `text`, `score`, `metadata`)."""
@@ -155,8 +155,15 @@ class Answer:
 
     @property
     def timings(self) -> dict[str, float]:
-        """Seconds per stage, keyed by stage name in pipeline order."""
-        return {t.stage: t.seconds for t in self.trace}
+        """Seconds per stage, keyed by stage name in pipeline order (a repeated name gets `#2`, `#3`, ...)."""
+        out: dict[str, float] = {}
+        for t in self.trace:
+            key, n = t.stage, 1
+            while key in out:
+                n += 1
+                key = f"{t.stage}#{n}"
+            out[key] = t.seconds
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict following `docs/answer.schema.json`."""

@@ -117,7 +117,12 @@ def test_index_command_and_overwrite(tmp_path: Path) -> None:
     out = tmp_path / "idx"
     proc = ragline("index", str(docs), "--out", str(out), "--json")
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout) == {"index": str(out), "documents": 2, "sources": 2, "components": ["bm25"]}
+    assert json.loads(proc.stdout) == {
+        "index": str(out),
+        "documents": 2,
+        "sources": 2,
+        "components": ["bm25"],
+    }
     again = ragline("index", str(docs), "--out", str(out))
     assert "already exists; pass --overwrite" in one_line_error(again)
     assert ragline("index", str(docs), "--out", str(out), "--overwrite").returncode == 0

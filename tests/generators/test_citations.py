@@ -57,3 +57,15 @@ def test_unsupported_answer_cites_nothing() -> None:
 def test_ties_go_to_the_better_ranked_source() -> None:
     numbers, _ = attribute_citations("Tobias Grell", SOURCES, "Who?")
     assert numbers == [1]
+
+
+def test_an_answer_that_adds_nothing_to_the_question_cites_nothing() -> None:
+    assert attribute_citations(
+        "The lighthouse is tall.", SOURCES, "How tall is the lighthouse?"
+    ) == ([], "none")
+
+
+def test_a_source_must_contain_the_numbers_the_answer_gives() -> None:
+    question = "When was the Brassmoor Lighthouse first lit?"
+    assert attribute_citations("It was first lit in 1871.", SOURCES, question) == ([1], "overlap")
+    assert attribute_citations("It was first lit in 1902.", SOURCES, question) == ([], "none")

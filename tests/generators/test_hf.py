@@ -88,7 +88,7 @@ def test_prompt_longer_than_the_window_is_a_clear_error(tiny_lm_dir: Path) -> No
     long_doc = Document("long", "lighthouse " * 2000)
     gen = HFGenerator(model=str(tiny_lm_dir), max_new_tokens=4)
     with pytest.raises(
-        RaglineError, match=r"reads at most 1024 positions; retrieve fewer documents"
+        RaglineError, match=r"reads at most 1024 positions; retrieve fewer or shorter documents"
     ):
         gen.run(RunState(Query("q"), documents=(long_doc,)))
 

@@ -60,7 +60,7 @@ def index_cmd(
         raise UsageError("--add and --overwrite exclude each other")
     docs = []
     with progress_bar("reading documents", total=None) as advance:
-        for doc in read_documents(paths):
+        for doc in read_documents(paths, exclude=[out]):
             docs.append(doc)
             advance(1)
     if add:
@@ -95,17 +95,28 @@ def index_cmd(
         )
 
 
+def _scalar(text: str) -> Any:
+    """`2020` -> 2020, `true` -> True, `a.md` -> "a.md": metadata keeps JSON types, so must filters."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return text
+    return value if isinstance(value, str | int | float | bool) else text
+
+
 def _parse_where(items: list[str]) -> dict[str, Any] | None:
     where: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise UsageError(f"--where {item!r}: expected KEY=VALUE")
-        where.setdefault(key, []).append(value)
+        where.setdefault(key, []).append(_scalar(value))
     return {k: v[0] if len(v) == 1 else v for k, v in where.items()} or None
 
 
-def make_retriever(index: Path, method: str, top_k: int) -> Stage:
+def make_retriever(
+    index: Path, method: str, top_k: int, where: dict[str, Any] | None = None
+) -> Stage:
     """The retriever stage for `--method` over `index` (auto: hybrid when the index has both kinds)."""
     from ragline.retrievers import BM25Retriever, DenseRetriever, HybridRetriever, open_index
 
@@ -113,12 +124,12 @@ def make_retriever(index: Path, method: str, top_k: int) -> Stage:
     if method == "auto":
         method = "hybrid" if len(built) > 1 else built[0]
     if method == "bm25":
-        return BM25Retriever(index=str(index), top_k=top_k)
+        return BM25Retriever(index=str(index), top_k=top_k, where=where)
     if method == "dense":
-        return DenseRetriever(index=str(index), top_k=top_k)
+        return DenseRetriever(index=str(index), top_k=top_k, where=where)
     if method == "hybrid":
         children = [{"type": f"retriever.{c}"} for c in built]
-        return HybridRetriever(index=str(index), top_k=top_k, retrievers=children)
+        return HybridRetriever(index=str(index), top_k=top_k, retrievers=children, where=where)
     raise UsageError(f"--method: expected auto, bm25, dense or hybrid, got {method!r}")
 
 
@@ -149,11 +160,13 @@ def search_cmd(
 
     if (question is None) == (questions is None):
         raise UsageError("give a question or --questions FILE, not both")
-    filters = _parse_where(where or [])
-    retriever = make_retriever(index, method, top_k)
+    if out is not None and questions is None:
+        raise UsageError("--out goes with --questions; a single search prints to stdout")
+    # --where becomes the retriever's own filter, so a question line's `where` narrows it.
+    retriever = make_retriever(index, method, top_k, _parse_where(where or []))
     if questions is None:
         assert question is not None
-        query = as_query(Query(question, metadata={"where": filters} if filters else {}))
+        query = as_query(Query(question))
         docs = retriever.run(RunState(query)).documents
         if as_json:
             print_json([{"rank": r, **d.to_dict()} for r, d in enumerate(docs, start=1)])
@@ -161,20 +174,17 @@ def search_cmd(
         for r, d in enumerate(docs, start=1):
             print(f"{r:>2}. {d.score:8.4f}  {d.id}  {d.title}\n    {d.text[:200]}")
         return
-    from ragline.cli.commands import read_questions
+    from ragline.pipeline.batch import read_questions
 
-    rows = read_questions(questions)
+    queries = read_questions(questions)
     sink = open(out, "w", encoding="utf-8") if out is not None else sys.stdout
     try:
-        with progress_bar("searching", total=len(rows)) as advance:
-            for row in rows:
-                query = Query(
-                    row["question"], id=row["id"], metadata={"where": filters} if filters else {}
-                )
+        with progress_bar("searching", total=len(queries)) as advance:
+            for query in queries:
                 docs = retriever.run(RunState(query)).documents
                 line = {
-                    "id": row["id"],
-                    "question": row["question"],
+                    "id": query.id,
+                    "question": query.text,
                     "ids": [d.id for d in docs],
                     "scores": [d.score for d in docs],
                 }

@@ -33,7 +33,9 @@ def attribute_citations(
     the answer's content words that the question does not already contain (what the answer
     adds) are matched against each source; the source holding the largest fraction of them is
     cited if that fraction is at least `min_overlap` ("overlap"), ties going to the earlier,
-    better ranked source. Otherwise nothing is cited ("none").
+    better ranked source. A source must contain every number the answer adds ("500 metres" is
+    not supported by "38 metres"), and an answer that adds nothing to the question cites
+    nothing ("none").
     """
     numbers: list[int] = []
     for m in _MARKER.finditer(answer):
@@ -42,13 +44,16 @@ def attribute_citations(
                 numbers.append(n)
     if numbers:
         return numbers, "marker"
-    said = _content_words(_MARKER.sub(" ", answer)) - _FILLER
-    words = (said - _content_words(question)) or said
+    words = _content_words(_MARKER.sub(" ", answer)) - _FILLER - _content_words(question)
     if not words or not sources:
         return [], "none"
+    digits = {w for w in words if w.isdigit()}
     best, best_score = 0, 0.0
     for n, doc in enumerate(sources, start=1):
-        score = len(words & _content_words(f"{doc.title} {doc.text}")) / len(words)
+        support = _content_words(f"{doc.title} {doc.text}")
+        if not digits <= support:
+            continue
+        score = len(words & support) / len(words)
         if score > best_score:
             best, best_score = n, score
     return ([best], "overlap") if best_score >= min_overlap else ([], "none")

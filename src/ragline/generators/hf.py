@@ -30,8 +30,8 @@ class HFGeneratorConfig(StageConfig):
     """A packaged short name, a local directory or .gguf file, or a hub id (needs a network)."""
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     """auto: bfloat16 on CUDA, float32 on CPU."""
-    device: str = "auto"
-    """auto, cpu, cuda, cuda:1, ..."""
+    device: str = Field(default="auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
+    """auto, cpu, cuda, cuda:1, mps."""
     max_new_tokens: int = Field(default=96, ge=1)
     temperature: float = Field(default=0.0, ge=0.0)
     """0 decodes greedily; above 0 samples."""
@@ -85,16 +85,20 @@ def decode_tokens(
     generator = None
     if temperature > 0.0 and seed is not None:
         generator = torch.Generator(device=input_ids.device).manual_seed(seed)
+    # inference_mode wraps each step, not the whole generator: a consumer may resume it on
+    # another thread (Pipeline.astream), where a context entered here would not apply.
     with torch.inference_mode():
         cache = DynamicCache(config=model.config)
         out = model(input_ids=input_ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
-        for _ in range(max_new_tokens):
-            token = _pick_next(out.logits[0, -1], temperature, top_p, generator)
-            if token in stop:
-                return
-            yield token
+        token = _pick_next(out.logits[0, -1], temperature, top_p, generator)
+    for _ in range(max_new_tokens):
+        if token in stop:
+            return
+        yield token
+        with torch.inference_mode():
             step = torch.tensor([[token]], device=input_ids.device)
-            out = model(input_ids=step, past_key_values=out.past_key_values, use_cache=True)
+            out = model(input_ids=step, past_key_values=cache, use_cache=True)
+            token = _pick_next(out.logits[0, -1], temperature, top_p, generator)
 
 
 class HFGenerator(ConfiguredStage[HFGeneratorConfig]):
@@ -137,7 +141,8 @@ class HFGenerator(ConfiguredStage[HFGeneratorConfig]):
         if window is not None and ids.shape[1] + self.config.max_new_tokens > window:
             raise RaglineError(
                 f"generator.hf: the prompt has {ids.shape[1]} tokens and max_new_tokens is {self.config.max_new_tokens}, "
-                f"but {self.config.model} reads at most {window} positions; retrieve fewer documents (top_k) or compress them"
+                f"but {self.config.model} reads at most {window} positions; retrieve fewer or shorter documents (top_k, "
+                "a compressor), shorten the question, or lower max_new_tokens"
             )
         return ids.to(self._lm.device)
 

@@ -38,6 +38,10 @@ class NumberedPromptConfig(StageConfig):
             raise ValueError(
                 f"unknown template fields {sorted(unknown)}; allowed: {sorted(_FIELDS)}"
             )
+        try:  # format specs and conversions fail only when used: try them once now
+            value.format(number=1, title="t", text="x", id="i")
+        except (ValueError, KeyError, IndexError, AttributeError) as err:
+            raise ValueError(f"invalid template: {err}") from None
         return value
 
 

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 __all__ = ["LoadedLM", "load_causal_lm", "load_embedder", "pick_device", "pick_dtype"]
 
 _LOCK = threading.Lock()
-_LMS: dict[tuple[str, str, str, str], LoadedLM] = {}
+_LMS: dict[tuple[str, str, str], LoadedLM] = {}
 _EMBEDDERS: dict[tuple[str, str], Any] = {}
 
 
@@ -75,7 +75,7 @@ def load_causal_lm(
     """
     dev = pick_device(device)
     torch_dtype = pick_dtype(dtype, dev)
-    key = (name, str(torch_dtype), dev, str(allow_pull))
+    key = (name, str(torch_dtype), dev)
     with _LOCK:
         if key in _LMS:
             return _LMS[key]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
@@ -145,9 +146,20 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
     # Dequantising a GGUF takes ~20 s on two cores; a transformers copy in float32 loads in < 1 s.
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
 
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    lm = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # transformers draws its dequantisation bar with a bare tqdm, even into logs and pipes;
+    # keep it for terminals only.
+    bar = gguf_utils.tqdm
+    if not sys.stderr.isatty():
+        gguf_utils.tqdm = functools.partial(bar, disable=True)
+    try:
+        lm = AutoModelForCausalLM.from_pretrained(
+            gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+        )
+    finally:
+        gguf_utils.tqdm = bar
     # The dequantised weights are plain tensors; keeping the GGUF quantizer would make
     # save_pretrained refuse or re-mark the copy as quantised.
     lm.hf_quantizer = None  # type: ignore[assignment]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import difflib
 import os
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
@@ -42,6 +41,16 @@ def as_query(question: str | Query) -> Query:
     return query
 
 
+def _escape_env(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("${", "$${")
+    if isinstance(value, dict):
+        return {k: _escape_env(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_escape_env(v) for v in value]
+    return value
+
+
 def _apply_overrides(spec: Any, overrides: Mapping[str, Mapping[str, Any]]) -> Any:
     if isinstance(spec, Mapping):
         for prefix, extra in overrides.items():
@@ -72,16 +81,10 @@ def _build_stage(doc: Located, i: int, spec: Any, allow_imports: bool) -> Stage:
         return build(params) if build is not None else cls(**params)
     except ValidationError as err:
         fields = list(config_cls.model_fields) if config_cls is not None else []
-        messages = []
-        for sub, msg in format_validation_error(err):
-            if msg == "unknown key" and sub and isinstance(sub[-1], str):
-                close = difflib.get_close_matches(sub[-1], fields, n=1)
-                msg += (
-                    f" for {type_name}; did you mean {close[0]!r}?"
-                    if close
-                    else f" for {type_name}; expected one of {', '.join(fields)}"
-                )
-            messages.append(doc.where((*loc, *sub)) + msg)
+        messages = [
+            doc.where((*loc, *sub)) + msg
+            for sub, msg in format_validation_error(err, fields=fields, type_name=type_name)
+        ]
         raise ConfigError("\n".join(messages)) from None
     except TypeError as err:
         raise doc.error(loc, f"{type_name}: {err}") from None
@@ -98,6 +101,8 @@ class Pipeline:
     def __init__(
         self, stages: Sequence[Stage], name: str = "pipeline", description: str = ""
     ) -> None:
+        if not stages:
+            raise ConfigError("a pipeline needs at least one stage")
         for i, stage in enumerate(stages):
             if not isinstance(stage, Stage):
                 raise TypeError(
@@ -146,8 +151,10 @@ class Pipeline:
         allow_imports: bool = False,
         overrides: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> Pipeline:
-        """Build from the dict form of `to_config()` (the YAML document as Python data)."""
-        return cls._from_located(Located(data, {}, "<config>"), allow_imports, overrides, {})
+        """Build from the dict form of `to_config()` (the YAML document as Python data; no `${VAR}`)."""
+        return cls._from_located(
+            Located(data, {}, "<config>"), allow_imports, overrides, None, interpolate=False
+        )
 
     @classmethod
     def _from_located(
@@ -156,13 +163,15 @@ class Pipeline:
         allow_imports: bool,
         overrides: Mapping[str, Mapping[str, Any]] | None,
         env: Mapping[str, str] | None,
+        *,
+        interpolate: bool = True,
     ) -> Pipeline:
         if overrides and isinstance(doc.data, Mapping) and isinstance(doc.data.get("stages"), list):
             # Overrides land before interpolation, so `index: ${RAGLINE_INDEX}` needs no variable
             # when the CLI's --index replaces it.
             stages = [_apply_overrides(spec, overrides) for spec in doc.data["stages"]]
             doc = Located({**doc.data, "stages": stages}, doc.lines, doc.source)
-        data = interpolate_env(doc, env)
+        data = interpolate_env(doc, env) if interpolate else doc.data
         if not isinstance(data, Mapping):
             raise doc.error(
                 (), f"expected a mapping with a 'stages' list, got {type(data).__name__}"
@@ -198,8 +207,12 @@ class Pipeline:
         return out
 
     def to_yaml(self, path: str | os.PathLike[str] | None = None) -> str:
-        """Serialise to YAML; with `path`, also write it atomically."""
-        text = yaml.safe_dump(self.to_config(), sort_keys=False, allow_unicode=True)
+        """Serialise to YAML; with `path`, also write it atomically.
+
+        A literal `${` in a value is written as `$${`, so loading the file gives back the same
+        value instead of interpolating it.
+        """
+        text = yaml.safe_dump(_escape_env(self.to_config()), sort_keys=False, allow_unicode=True)
         if path is not None:
             atomic_write_text(path, text)
         return text
@@ -245,19 +258,22 @@ class Pipeline:
             new = new.evolve(trace=StageTrace(stage.name, time.perf_counter() - started))
         return new
 
-    def run_state(self, question: str | Query) -> RunState:
-        """Run every stage and return the final state (documents, prompt, answer, trace)."""
-        self.warm_up()
-        state = RunState(query=as_query(question))
-        for stage in self.stages:
+    def _run(self, stages: Sequence[Stage], state: RunState) -> RunState:
+        for stage in stages:
             started = time.perf_counter()
             state = self._step(stage, state, started, stage.run(state))
         return state
 
+    def run_state(self, question: str | Query) -> RunState:
+        """Run every stage and return the final state (documents, prompt, answer, trace)."""
+        query = as_query(question)  # before warm_up: a bad question should not cost a model load
+        self.warm_up()
+        return self._run(self.stages, RunState(query=query))
+
     @staticmethod
     def _answer(state: RunState) -> Answer:
         if state.answer is None:
-            raise RaglineError(
+            raise ConfigError(
                 "the pipeline produced no answer: it has no generator stage (use run_state() for documents)"
             )
         return replace(state.answer, trace=state.trace, query_id=state.query.id)
@@ -268,12 +284,10 @@ class Pipeline:
 
     def stream(self, question: str | Query) -> Iterator[str | Answer]:
         """Answer one question, yielding text chunks as the last stage produces them, then the `Answer`."""
+        query = as_query(question)
         self.warm_up()
-        state = RunState(query=as_query(question))
         *head, last = self.stages
-        for stage in head:
-            started = time.perf_counter()
-            state = self._step(stage, state, started, stage.run(state))
+        state = self._run(head, RunState(query=query))
         started = time.perf_counter()
         stream = getattr(last, "stream", None)
         if stream is None:
@@ -310,9 +324,9 @@ class Pipeline:
 
     async def arun_state(self, question: str | Query) -> RunState:
         """Async `run_state`: stages with `arun` are awaited, the others run in a worker thread."""
+        state = RunState(query=as_query(question))
         if not self._warm:
             await asyncio.to_thread(self.warm_up)
-        state = RunState(query=as_query(question))
         for stage in self.stages:
             started = time.perf_counter()
             arun = getattr(stage, "arun", None)

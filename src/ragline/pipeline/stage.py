@@ -44,21 +44,35 @@ C = TypeVar("C", bound=StageConfig)
 
 
 def format_validation_error(
-    err: ValidationError, prefix: str = ""
+    err: ValidationError, *, fields: list[str] | None = None, type_name: str = ""
 ) -> list[tuple[tuple[str | int, ...], str]]:
-    """Turn a pydantic error into `(location, "message")` pairs, messages saying expected and got."""
+    """Turn a pydantic error into `(location, "message")` pairs saying what was expected and what came.
+
+    With `fields` (the config's field names), an unknown key gets a "did you mean" suggestion.
+    """
+    from ragline.registry import close_matches
+
     out = []
     for e in err.errors():
         loc = tuple(e["loc"])
-        got = e.get("input")
-        msg = e["msg"]
         if e["type"] == "extra_forbidden":
-            msg = "unknown key"
+            msg = f"unknown key for {type_name}" if type_name else "unknown key"
+            if fields and loc and isinstance(loc[-1], str):
+                close = close_matches(loc[-1], fields)
+                msg += (
+                    f"; did you mean {close[0]!r}?"
+                    if close
+                    else f"; expected one of {', '.join(fields)}"
+                )
         elif e["type"] == "missing":
             msg = "required key is missing"
         else:
-            msg = f"{msg[0].lower()}{msg[1:]}, got {got!r}"
-        out.append((loc, f"{prefix}{msg}"))
+            text = e["msg"].removeprefix("Value error, ")
+            msg = f"{text[0].lower()}{text[1:]}"
+            # Validators written here already say what arrived; pydantic's own messages do not.
+            if e["type"] != "value_error":
+                msg += f", got {e.get('input')!r}"
+        out.append((loc, msg))
     return out
 
 
@@ -82,7 +96,10 @@ class ConfiguredStage(Generic[C]):
                 config = self.Config(**params)  # type: ignore[assignment]
             except ValidationError as err:
                 lines = [
-                    f"{'.'.join(map(str, loc))}: {msg}" for loc, msg in format_validation_error(err)
+                    f"{'.'.join(map(str, loc))}: {msg}"
+                    for loc, msg in format_validation_error(
+                        err, fields=list(self.Config.model_fields)
+                    )
                 ]
                 raise ConfigError(f"{self.type_name}: " + "; ".join(lines)) from None
         elif not isinstance(config, self.Config):

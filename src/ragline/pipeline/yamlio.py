@@ -51,23 +51,47 @@ class Located:
         return f"{at}: {format_path(loc)}: "
 
 
-def _record_lines(node: yaml.Node, loc: Loc, lines: dict[Loc, int]) -> None:
+# Aliases let a few hundred bytes expand exponentially; a pipeline never needs this many values.
+MAX_VALUES = 10_000
+
+
+def _record_lines(
+    node: yaml.Node, loc: Loc, lines: dict[Loc, int], budget: list[int], source: str
+) -> None:
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise ConfigError(
+            f"{source}: the YAML expands to more than {MAX_VALUES} values (through aliases?)"
+        )
     lines.setdefault(loc, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
         for key, value in node.value:
             if isinstance(key, yaml.ScalarNode):
+                if key.value in seen:
+                    path = format_path((*loc, key.value))
+                    raise ConfigError(f"{source}:{key.start_mark.line + 1}: {path}: duplicate key")
+                seen.add(key.value)
                 lines[(*loc, key.value)] = key.start_mark.line + 1
-                _record_lines(value, (*loc, key.value), lines)
+                _record_lines(value, (*loc, key.value), lines, budget, source)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _record_lines(item, (*loc, i), lines)
+            _record_lines(item, (*loc, i), lines, budget, source)
 
 
 def load_yaml(text: str, source: str) -> Located:
-    """Parse YAML safely (no tags that build objects) and keep the line of every path."""
+    """Parse YAML safely (no tags that build objects) and keep the line of every path.
+
+    Duplicate keys, documents that expand past `MAX_VALUES` values and absurd nesting are
+    configuration errors rather than silent overwrites, hangs or crashes.
+    """
+    loader = yaml.SafeLoader(text)
+    lines: dict[Loc, int] = {}
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = loader.get_single_node()
+        if node is not None:
+            _record_lines(node, (), lines, [MAX_VALUES], source)
+        data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         line = f":{mark.line + 1}" if mark is not None else ""
@@ -75,9 +99,10 @@ def load_yaml(text: str, source: str) -> Located:
         raise ConfigError(f"{source}{line}: malformed YAML: {problem}") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{source}: malformed YAML: {err}") from None
-    lines: dict[Loc, int] = {}
-    if node is not None:
-        _record_lines(node, (), lines)
+    except RecursionError:
+        raise ConfigError(f"{source}: the YAML is nested too deeply") from None
+    finally:
+        loader.dispose()
     return Located(data, lines, source)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,24 +40,40 @@ def _bm25s() -> Any:
 
 
 class _Tokenizer:
-    """bm25s tokenisation with one stemmer instance (building a stemmer per query costs more than BM25)."""
+    """bm25s tokenisation, with one stemmer instance and a fast path for single queries."""
+
+    # bm25s's own pattern (scikit-learn's CountVectorizer default).
+    _PATTERN = re.compile(r"(?u)\b\w\w+\b")
 
     def __init__(self, settings: BM25Settings) -> None:
+        bm25s = _bm25s()
         self.settings = settings
+        self._tokenize = bm25s.tokenize
         self.stemmer = None
         if settings.stemmer:
             import Stemmer
 
             self.stemmer = Stemmer.Stemmer(settings.stemmer)
+        self._stop = frozenset(bm25s.tokenization._infer_stopwords(settings.stopwords) or ())
 
     def __call__(self, texts: list[str], *, ids: bool, progress: bool = False) -> Any:
-        return _bm25s().tokenize(
+        """Tokenise a corpus exactly as bm25s does."""
+        return self._tokenize(
             texts,
             stopwords=self.settings.stopwords,
             stemmer=self.stemmer,
             return_ids=ids,
             show_progress=progress,
         )
+
+    def query(self, text: str) -> list[str]:
+        """The tokens bm25s would give one query, without its per-call progress-bar and vocabulary set-up.
+
+        bm25s.tokenize costs more than BM25 scoring itself for a single query; a test checks
+        that this equals `bm25s.tokenize(..., return_ids=False)` on real questions.
+        """
+        words = [w for w in self._PATTERN.findall(text.lower()) if w not in self._stop]
+        return self.stemmer.stemWords(words) if self.stemmer is not None else words
 
 
 def build_bm25(
@@ -94,8 +111,8 @@ class BM25Retriever(IndexRetriever[BM25Config]):
         self._bm25 = _bm25s().BM25.load(str(index.path / "bm25"))
 
     def _search(self, text: str, k: int, allowed: np.ndarray | None) -> list[tuple[int, float]]:
-        tokens = self._tokenize([text], ids=False)
-        if not tokens or not tokens[0]:
+        tokens = [self._tokenize.query(text)]
+        if not tokens[0]:
             return []
         mask = None
         if allowed is not None:
@@ -103,7 +120,8 @@ class BM25Retriever(IndexRetriever[BM25Config]):
 
             mask = np.zeros(len(self.index.documents), dtype=np.float32)
             mask[allowed] = 1.0
+        # n_threads=0 scores in this thread; bm25s starts a thread pool per call otherwise.
         ids, scores = self._bm25.retrieve(
-            tokens, k=k, show_progress=False, n_threads=1, weight_mask=mask
+            tokens, k=k, show_progress=False, n_threads=0, weight_mask=mask
         )
-        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if s > 0]
+        return [(i, s) for i, s in zip(ids[0].tolist(), scores[0].tolist(), strict=True) if s > 0]

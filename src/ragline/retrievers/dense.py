@@ -134,7 +134,7 @@ class DenseConfig(IndexRetrieverConfig):
 
     embedder: str | None = None
     """The index's embedder is used; naming a different one is an error (vectors would not compare)."""
-    device: str = "auto"
+    device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
     """auto: a faiss GPU index when faiss-gpu sees a CUDA device (flat and IVF), else the CPU."""
     nprobe: int | None = Field(default=None, ge=1)
     """IVF cells searched per query (default 8)."""
@@ -145,7 +145,7 @@ class DenseConfig(IndexRetrieverConfig):
 class DenseRetriever(IndexRetriever[DenseConfig]):
     """Rank the index's documents by embedding similarity to the question.
 
-    Scores are inner products (cosine for normalised embeddings) or negated L2 distances, so
+    Scores are inner products (cosine for normalised embeddings) or negated squared L2 distances (faiss's), so
     higher is always better.
 
     Example:

@@ -96,9 +96,15 @@ def search_index(
             index.nprobe = nprobe
         if allowed is None:
             return index.search(queries, k)
+        # GPU indexes have no ID selectors: over-fetch, and widen until every query has k
+        # allowed rows or the whole index was searched, so the result equals the CPU path.
         fetch = min(index.ntotal, max(4 * k, k + 64))
-        dist, ids = index.search(queries, fetch)
-        keep = np.isin(ids, allowed)
+        while True:
+            dist, ids = index.search(queries, fetch)
+            keep = np.isin(ids, allowed)
+            if fetch >= index.ntotal or int(keep.sum(axis=1).min()) >= min(k, len(allowed)):
+                break
+            fetch = min(index.ntotal, fetch * 4)
         out_d = np.full((len(queries), k), np.nan, dtype=np.float32)
         out_i = np.full((len(queries), k), -1, dtype=np.int64)
         for q in range(len(queries)):

@@ -28,12 +28,17 @@ def validate_where(where: Any) -> dict[str, Any]:
     return dict(where)
 
 
+def _key(value: Any) -> tuple[bool, Any]:
+    # True == 1 in Python; JSON metadata keeps them apart, and so does a filter.
+    return (isinstance(value, bool), value)
+
+
 def _inverted(documents: Sequence[Document], key: str) -> dict[Any, np.ndarray]:
     rows: dict[Any, list[int]] = {}
     for i, doc in enumerate(documents):
         value = doc.metadata.get(key)
         if isinstance(value, _SCALARS):
-            rows.setdefault(value, []).append(i)
+            rows.setdefault(_key(value), []).append(i)
     return {v: np.asarray(r, dtype=np.int64) for v, r in rows.items()}
 
 
@@ -46,7 +51,7 @@ def matching_rows(
         if key not in cache:
             cache[key] = _inverted(documents, key)
         values = value if isinstance(value, list) else [value]
-        parts = [cache[key][v] for v in values if v in cache[key]]
+        parts = [cache[key][_key(v)] for v in values if _key(v) in cache[key]]
         rows = np.unique(np.concatenate(parts)) if parts else np.empty(0, dtype=np.int64)
         result = rows if result is None else np.intersect1d(result, rows, assume_unique=True)
     return result if result is not None else np.arange(len(documents), dtype=np.int64)

@@ -193,10 +193,10 @@ class HybridRetriever(ConfiguredStage[HybridConfig]):
         else:
             fused = weighted_score_fusion(rankings, weights=cfg.weights)
         docs = tuple(fused[: cfg.top_k])
-        children = {
-            c.name: {"retrieved": len(r.documents), "seconds": s}
+        children = [
+            {"stage": c.name, "retrieved": len(r.documents), "seconds": s}
             for c, (r, s) in zip(self.children, results, strict=True)
-        }
+        ]
         trace = StageTrace.since(
             self.name, started, retrieved=len(docs), fusion=cfg.fusion, children=children
         )

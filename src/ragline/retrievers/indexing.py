@@ -44,6 +44,28 @@ def _check_unique(docs: Sequence[Document], existing: Iterable[str] = ()) -> Non
         seen[doc.id] = doc
 
 
+def _check_target(out: Path, overwrite: bool) -> None:
+    """Refuse to replace anything but a ragline index (or an empty directory)."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise UsageError(f"{out}: exists and is not a directory; choose another --out")
+    is_index = (out / MANIFEST).is_file() and FORMAT in (out / MANIFEST).read_text(
+        encoding="utf-8", errors="replace"
+    )
+    if not overwrite:
+        hint = (
+            "pass --overwrite to replace it, or --add to append"
+            if is_index
+            else "choose another --out"
+        )
+        raise UsageError(f"{out}: already exists; {hint}")
+    if not is_index and any(out.iterdir()):
+        raise UsageError(
+            f"{out}: refusing to replace a directory that is not a ragline index; choose another --out"
+        )
+
+
 def _write_documents(path: Path, docs: Iterable[Document], mode: str = "w") -> None:
     with open(path, mode, encoding="utf-8") as f:
         for doc in docs:
@@ -106,10 +128,7 @@ def build_index(
             f"{out}: no documents to index (the inputs were empty or every file was skipped)"
         )
     _check_unique(sources)
-    if out.exists() and not overwrite:
-        raise UsageError(
-            f"{out}: already exists; pass --overwrite to replace it, or --add to append"
-        )
+    _check_target(out, overwrite)
     chunk_settings = ChunkSettings.model_validate(chunking or {})
     chunks = list(chunk_documents(sources, chunk_settings))
     _check_unique(chunks)

@@ -27,22 +27,58 @@ def _suffix(path: Path) -> str:
     )
 
 
-def collect_files(paths: Iterable[str | os.PathLike[str]]) -> list[tuple[Path, str]]:
-    """Expand files and directories (recursively, sorted) into `(file, id_prefix)` pairs."""
+def _is_index_dir(path: Path) -> bool:
+    manifest = path / "manifest.json"
+    return (
+        manifest.is_file()
+        and "ragline-index" in manifest.read_text(encoding="utf-8", errors="replace")[:200]
+    )
+
+
+def _walk(root: Path, exclude: set[Path]) -> list[Path]:
+    files: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        # Never read a ragline index (or the one being written) back in as documents.
+        dirnames[:] = sorted(
+            d
+            for d in dirnames
+            if (here / d).resolve() not in exclude and not _is_index_dir(here / d)
+        )
+        files.extend(here / f for f in filenames if _suffix(here / f))
+    return sorted(files)
+
+
+def collect_files(
+    paths: Iterable[str | os.PathLike[str]], *, exclude: Iterable[str | os.PathLike[str]] = ()
+) -> list[tuple[Path, str]]:
+    """Expand files and directories (recursively, sorted) into `(file, document_id)` pairs.
+
+    Ids are paths relative to the directory given; with several inputs they are relative to
+    the inputs' common parent, so `docs1/README.md` and `docs2/README.md` stay distinct.
+    Directories in `exclude` and ragline index directories are skipped.
+    """
+    roots = [Path(p) for p in paths]
+    skip = {Path(p).resolve() for p in exclude}
+    for root in roots:
+        if not root.exists():
+            raise UsageError(f"{root}: no such file or directory")
+        if root.is_file() and not _suffix(root):
+            raise UsageError(
+                f"{root}: unsupported file type; expected one of {', '.join(SUPPORTED_SUFFIXES)}"
+            )
+    base: Path | None = None
+    if len(roots) > 1:
+        base = Path(os.path.commonpath([str(r.resolve().parent) for r in roots]))
     out: list[tuple[Path, str]] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            for f in sorted(p for p in path.rglob("*") if p.is_file() and _suffix(p)):
-                out.append((f, f.relative_to(path).as_posix()))
-        elif path.is_file():
-            if not _suffix(path):
-                raise UsageError(
-                    f"{path}: unsupported file type; expected one of {', '.join(SUPPORTED_SUFFIXES)}"
-                )
-            out.append((path, path.name))
-        else:
-            raise UsageError(f"{path}: no such file or directory")
+    for root in roots:
+        files = _walk(root, skip) if root.is_dir() else [root]
+        for f in files:
+            if base is not None:
+                doc_id = f.resolve().relative_to(base).as_posix()
+            else:
+                doc_id = f.relative_to(root).as_posix() if root.is_dir() else f.name
+            out.append((f, doc_id))
     return out
 
 
@@ -100,7 +136,9 @@ def _read_text(path: Path) -> str | None:
         return None
 
 
-def read_documents(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Document]:
+def read_documents(
+    paths: Iterable[str | os.PathLike[str]], *, exclude: Iterable[str | os.PathLike[str]] = ()
+) -> Iterator[Document]:
     """Yield documents from files and directories.
 
     `.txt`/`.md`: one document per file, id = path relative to the directory given, title = the
@@ -108,7 +146,7 @@ def read_documents(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Document
     optional `id` and `title`; other keys become metadata. Empty and non-UTF-8 files are skipped
     with a warning; malformed JSON lines are errors naming the file and line.
     """
-    for path, doc_id in collect_files(paths):
+    for path, doc_id in collect_files(paths, exclude=exclude):
         text = _read_text(path)
         if text is None:
             continue
