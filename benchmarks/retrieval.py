@@ -143,7 +143,11 @@ def main() -> None:
             "dense-flat": DenseRetriever(index=str(root / "flat"), top_k=20),
             "dense-hnsw": DenseRetriever(index=str(root / "hnsw"), top_k=20),
             "dense-ivf": DenseRetriever(index=str(root / "ivf"), top_k=20),
-            "hybrid": HybridRetriever(index=str(root / "flat"), top_k=20, candidates=100),
+            "hybrid": HybridRetriever(index=str(root / "flat"), top_k=20),
+            "hybrid-100": HybridRetriever(index=str(root / "flat"), top_k=20, candidates=100),
+            "hybrid-weighted": HybridRetriever(
+                index=str(root / "flat"), top_k=20, fusion="weighted"
+            ),
         }
         for name, stage in stages.items():
             stage.warm_up()

@@ -3,36 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import jsonschema
 import pytest
 
 from ragline._version import __version__
+from tests.clitools import one_line_error, ragline
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((REPO / "docs" / "answer.schema.json").read_text(encoding="utf-8"))
-
-
-def ragline(*args: str, cache: Path | None = None, **env: str) -> subprocess.CompletedProcess[str]:
-    script = Path(sys.executable).with_name("ragline")
-    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "ragline.cli"]
-    full_env = {**os.environ, **env}
-    if cache is not None:
-        full_env["RAGLINE_CACHE"] = str(cache)
-    return subprocess.run([*cmd, *args], capture_output=True, text=True, env=full_env, timeout=600)
-
-
-def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
-    assert proc.returncode == 2, proc.stderr
-    assert "Traceback" not in proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert proc.stdout == ""
-    return lines[0]
 
 
 @pytest.fixture

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.clitools import one_line_error, ragline
 
 DOCS = [
     ("cars", "Cars need petrol and regular oil changes to keep their engines running.", 2019),
@@ -20,22 +19,6 @@ DOCS = [
     ("football", "The striker scored twice and the fans cheered in the stadium.", 2020),
     ("bank", "The bank raised interest rates on savings accounts and mortgages.", 2021),
 ]
-
-
-def ragline(*args: str) -> subprocess.CompletedProcess[str]:
-    script = Path(sys.executable).with_name("ragline")
-    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "ragline.cli"]
-    return subprocess.run(
-        [*cmd, *args], capture_output=True, text=True, env=dict(os.environ), timeout=600
-    )
-
-
-def one_line_error(proc: subprocess.CompletedProcess[str], code: int = 2) -> str:
-    assert proc.returncode == code, proc.stderr
-    assert "Traceback" not in proc.stderr and proc.stdout == ""
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    return lines[0]
 
 
 def search_json(*args: str) -> list[dict[str, Any]]:

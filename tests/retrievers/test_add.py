@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +16,7 @@ from ragline.retrievers.dense import DenseRetriever
 from ragline.retrievers.index import open_index
 from ragline.retrievers.indexing import add_documents, build_index
 from ragline.types import Document
+from tests.clitools import ragline
 
 QUESTIONS = ["rain thunder", "spaghetti water park", "the striker scored", "doctor bank savings"]
 PARAPHRASES = ["automobile maintenance", "puppy", "storm forecast", "classical music recital"]
@@ -190,14 +188,6 @@ def test_adding_to_an_ivf_index_keeps_its_cells_and_finds_the_new_document(
     assert index.component("dense")["nlist"] == 2
     stage = DenseRetriever(index=str(tmp_path / "idx"), top_k=1, nprobe=2)
     assert [index.documents[i].id for i, _ in stage.search("classical music recital")] == ["piano"]
-
-
-def ragline(*args: str) -> subprocess.CompletedProcess[str]:
-    script = Path(sys.executable).with_name("ragline")
-    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "ragline.cli"]
-    return subprocess.run(
-        [*cmd, *args], capture_output=True, text=True, env=dict(os.environ), timeout=600
-    )
 
 
 def test_cli_index_add_appends_with_the_index_settings(tmp_path: Path) -> None:

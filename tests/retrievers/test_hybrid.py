@@ -111,7 +111,7 @@ def test_hybrid_over_bm25_and_dense_fuses_and_traces_each_child(both_index: str)
     children = trace.details["children"]
     assert [(c["stage"], c["retrieved"]) for c in children] == [
         ("retriever.bm25", 0),
-        ("retriever.dense", 10),
+        ("retriever.dense", 3),
     ]
     assert all(c["seconds"] >= 0 for c in children)
 
@@ -260,3 +260,8 @@ def test_trace_keeps_one_entry_per_child_of_the_same_type(both_index: str) -> No
         ("retriever.bm25", 2),
         ("retriever.bm25", 1),
     ]
+
+
+def test_children_default_to_top_k_candidates() -> None:
+    stage = HybridRetriever(index="idx", top_k=7)
+    assert [c.config.top_k for c in stage.children] == [7, 7]  # type: ignore[attr-defined]

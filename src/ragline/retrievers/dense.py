@@ -52,7 +52,7 @@ class DenseSettings(BaseModel):
     ef_construction: int = Field(default=200, ge=8)
     nlist: int | None = Field(default=None, ge=1)
     """IVF cells; default about 4·sqrt(n) with at least 39 vectors per cell."""
-    batch_size: int = Field(default=64, ge=1)
+    batch_size: int = Field(default=16, ge=1)
     query_prefix: str = ""
     """Prepended to questions (e5-style models want "query: ")."""
     document_prefix: str = ""

@@ -81,8 +81,10 @@ class HybridConfig(StageConfig):
     weights: list[float] | None = None
     """One weight per child (default 1 each)."""
     top_k: int = Field(default=5, ge=1)
-    candidates: int = Field(default=50, ge=1)
-    """Each child's `top_k` unless it sets one."""
+    candidates: int | None = Field(default=None, ge=1)
+    """Each child's `top_k` unless it sets one; default `top_k`, as in the classic RRF setting
+    of equally long result lists. Deeper lists let a weaker retriever's long tail outvote a
+    stronger one's (measured in benchmarks/retrieval.py)."""
     where: dict[str, Any] | None = None
     """Metadata filter given to children that take one."""
 
@@ -124,7 +126,11 @@ class HybridConfig(StageConfig):
             raise ConfigError(f"expected a retriever type name, got {type_name!r}")
         cls = load_stage_class(type_name)
         fields = getattr(getattr(cls, "Config", None), "model_fields", {})
-        inherited = {"index": self.index, "top_k": self.candidates, "where": self.where}
+        inherited = {
+            "index": self.index,
+            "top_k": self.candidates or self.top_k,
+            "where": self.where,
+        }
         for key, value in inherited.items():
             if key in fields and key not in params and value is not None:
                 params[key] = value
