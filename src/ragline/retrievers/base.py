@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -44,7 +45,7 @@ class IndexRetrieverConfig(StageConfig):
 C = TypeVar("C", bound=IndexRetrieverConfig)
 
 
-class IndexRetriever(ConfiguredStage[C]):
+class IndexRetriever(ConfiguredStage[C], ABC):
     """Base of retrievers that search an index directory; subclasses implement `_load` and `_search`."""
 
     component: ClassVar[str]
@@ -67,12 +68,13 @@ class IndexRetriever(ConfiguredStage[C]):
             self._load(index, index.component(self.component))
             self._index = index
 
+    @abstractmethod
     def _load(self, index: Index, settings: dict[str, Any]) -> None:
-        raise NotImplementedError  # pragma: no cover - abstract
+        """Load this retriever's search structure from `index` with the manifest's `settings`."""
 
+    @abstractmethod
     def _search(self, text: str, k: int, allowed: np.ndarray | None) -> list[tuple[int, float]]:
         """Return up to `k` (row, score) pairs, best first, restricted to `allowed` rows when given."""
-        raise NotImplementedError  # pragma: no cover - abstract
 
     def search(
         self, text: str, *, top_k: int | None = None, where: dict[str, Any] | None = None
