@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
-from typing import TypeVar
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from ragline.errors import ConfigError
 
@@ -69,6 +71,18 @@ def _import(target: str) -> type:
     if not isinstance(obj, type):
         raise ConfigError(f"{target!r} is not a class")
     return obj
+
+
+def build_stage(cls: type, params: Mapping[str, Any]) -> Any:
+    """Construct a stage from its class: through its typed `Config`, else `from_config`, else keywords.
+
+    Raises pydantic's ValidationError for bad parameters, so callers can locate them.
+    """
+    config_cls = getattr(cls, "Config", None)
+    if isinstance(config_cls, type) and issubclass(config_cls, BaseModel):
+        return cls(config_cls(**params))
+    build = getattr(cls, "from_config", None)
+    return build(dict(params)) if build is not None else cls(**params)
 
 
 def close_matches(word: str, candidates: list[str]) -> list[str]:

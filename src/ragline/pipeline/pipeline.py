@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from ragline.errors import ConfigError, RaglineError, UsageError
 from ragline.fsutil import atomic_write_text
 from ragline.pipeline.stage import Stage, format_validation_error
 from ragline.pipeline.yamlio import Located, interpolate_env, load_yaml
-from ragline.registry import UnknownStageType, load_stage_class
+from ragline.registry import UnknownStageType, build_stage, load_stage_class
 from ragline.types import Answer, Query, RunState, StageTrace
 
 __all__ = ["Pipeline"]
@@ -75,10 +75,7 @@ def _build_stage(doc: Located, i: int, spec: Any, allow_imports: bool) -> Stage:
         raise doc.error((*loc, "type"), str(err)) from None
     config_cls = getattr(cls, "Config", None)
     try:
-        if isinstance(config_cls, type) and issubclass(config_cls, BaseModel):
-            return cls(config_cls(**params))
-        build = getattr(cls, "from_config", None)
-        return build(params) if build is not None else cls(**params)
+        return build_stage(cls, params)
     except ValidationError as err:
         fields = list(config_cls.model_fields) if config_cls is not None else []
         messages = [

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from ragline.errors import ConfigError
 from ragline.pipeline.stage import ConfiguredStage, Stage, StageConfig
-from ragline.registry import load_stage_class
+from ragline.registry import build_stage, load_stage_class
 from ragline.types import Document, RunState, StageTrace
 
 __all__ = ["HybridConfig", "HybridRetriever", "reciprocal_rank_fusion", "weighted_score_fusion"]
@@ -152,12 +152,7 @@ class HybridRetriever(ConfiguredStage[HybridConfig]):
         self.children: list[Stage] = []
         for i in range(len(self.config.retrievers)):
             cls, child = self.config.child_params(i)
-            config_cls = getattr(cls, "Config", None)
-            build = getattr(cls, "from_config", None)
-            if config_cls is not None:
-                self.children.append(cls(config_cls(**child)))
-            else:
-                self.children.append(build(child) if build is not None else cls(**child))
+            self.children.append(build_stage(cls, child))
         self._pool: ThreadPoolExecutor | None = None
 
     def warm_up(self) -> None:

@@ -73,6 +73,15 @@ class Index:
             return matching_rows(self.documents, where, self._filters)
 
 
+def looks_like_index(path: Path) -> bool:
+    """Whether `path` is a directory holding a ragline index manifest (format not yet verified)."""
+    manifest = path / MANIFEST
+    return (
+        manifest.is_file()
+        and FORMAT in manifest.read_text(encoding="utf-8", errors="replace")[:200]
+    )
+
+
 def sha256_file(path: Path) -> str:
     """Hex SHA-256 of a file, read in 1 MiB chunks."""
     digest = hashlib.sha256()

@@ -22,6 +22,7 @@ from ragline.retrievers.index import (
     FORMAT_VERSION,
     MANIFEST,
     Index,
+    looks_like_index,
     open_index,
     sha256_file,
 )
@@ -50,9 +51,7 @@ def _check_target(out: Path, overwrite: bool) -> None:
         return
     if not out.is_dir():
         raise UsageError(f"{out}: exists and is not a directory; choose another --out")
-    is_index = (out / MANIFEST).is_file() and FORMAT in (out / MANIFEST).read_text(
-        encoding="utf-8", errors="replace"
-    )
+    is_index = looks_like_index(out)
     if not overwrite:
         hint = (
             "pass --overwrite to replace it, or --add to append"

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ragline.errors import UsageError
+from ragline.retrievers.index import looks_like_index
 from ragline.types import Document
 
 __all__ = ["SUPPORTED_SUFFIXES", "collect_files", "read_documents"]
@@ -27,14 +28,6 @@ def _suffix(path: Path) -> str:
     )
 
 
-def _is_index_dir(path: Path) -> bool:
-    manifest = path / "manifest.json"
-    return (
-        manifest.is_file()
-        and "ragline-index" in manifest.read_text(encoding="utf-8", errors="replace")[:200]
-    )
-
-
 def _walk(root: Path, exclude: set[Path]) -> list[Path]:
     files: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root):
@@ -43,7 +36,7 @@ def _walk(root: Path, exclude: set[Path]) -> list[Path]:
         dirnames[:] = sorted(
             d
             for d in dirnames
-            if (here / d).resolve() not in exclude and not _is_index_dir(here / d)
+            if (here / d).resolve() not in exclude and not looks_like_index(here / d)
         )
         files.extend(here / f for f in filenames if _suffix(here / f))
     return sorted(files)
