@@ -59,14 +59,24 @@ class DenseSettings(BaseModel):
 
 
 def embed_texts(
-    texts: list[str], settings: DenseSettings, *, prefix: str = "", progress: bool = False
+    texts: list[str],
+    settings: DenseSettings,
+    *,
+    prefix: str = "",
+    progress: bool = False,
+    model: Any | None = None,
 ) -> np.ndarray:
-    """`[len(texts), dim]` float32 embeddings (L2-normalised when the settings say so)."""
+    """`[len(texts), dim]` float32 embeddings (L2-normalised when the settings say so).
+
+    `model` is the loaded embedder; without it the settings' embedder is looked up (and loaded
+    once per process).
+    """
     import numpy as np
 
-    from ragline.models.loader import load_embedder
+    if model is None:
+        from ragline.models.loader import load_embedder
 
-    model = load_embedder(settings.embedder)
+        model = load_embedder(settings.embedder)
     vectors = model.encode(
         [prefix + t for t in texts],
         batch_size=settings.batch_size,
@@ -167,6 +177,10 @@ class DenseRetriever(IndexRetriever[DenseConfig]):
         self._settings = DenseSettings(
             **{k: v for k, v in entry.items() if k in DenseSettings.model_fields}
         )
+        from ragline.models.loader import load_embedder
+
+        # Loaded here, not per query: the lookup takes a lock and probes CUDA each time.
+        self._embedder = load_embedder(self._settings.embedder)
         cpu_index = faiss.read_index(str(index.path / "dense" / FAISS_FILE))
         if cpu_index.d != entry["dimension"] or cpu_index.ntotal != len(index.documents):
             raise IndexCorrupt(
@@ -181,7 +195,9 @@ class DenseRetriever(IndexRetriever[DenseConfig]):
 
     def embed_query(self, text: str) -> np.ndarray:
         """`[1, dim]` float32 query embedding."""
-        return embed_texts([text], self._settings, prefix=self._settings.query_prefix)
+        return embed_texts(
+            [text], self._settings, prefix=self._settings.query_prefix, model=self._embedder
+        )
 
     def _search(self, text: str, k: int, allowed: np.ndarray | None) -> list[tuple[int, float]]:
         dist, ids = search_index(
