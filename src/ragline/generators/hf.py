@@ -173,6 +173,11 @@ class HFGenerator(ConfiguredStage[HFGeneratorConfig]):
             yield chunk
         tokens = detok.tokens
         text = detok.text.strip()
+        if state.originals:
+            # A compressor ran: put back words it dropped inside spans the answer copied.
+            from ragline.compressors.recover import recover_all
+
+            text = recover_all(text, state.originals, {d.id: d.text for d in prompt.sources})
         numbers, method = attribute_citations(text, prompt.sources, state.query.text)
         sources = tuple(Source(n, d, n in numbers) for n, d in enumerate(prompt.sources, start=1))
         answer = Answer(
