@@ -198,6 +198,9 @@ def compress(
     if s.question_aware:
         q_rank = tok(f"\n\n{question} {RESTRICTIVE}", add_special_tokens=False)["input_ids"]
         q_prefix = tok(f"{question}\n\n", add_special_tokens=False)["input_ids"]
+        # A question as long as the window would leave no room for the documents.
+        cap = scorer.window // 4
+        q_rank, q_prefix = q_rank[-cap:], q_prefix[-cap:]
     rank = scorer.rank([tokenized[i].ids for i in live], q_rank)
     perplexity = [0.0] * len(live)
     if not s.question_aware:

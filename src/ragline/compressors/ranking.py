@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
+from functools import cache
+from typing import Any
 
 __all__ = ["fuse_rankings", "lexical_scores", "ranks"]
 
@@ -26,15 +28,21 @@ def fuse_rankings(rankings: Sequence[tuple[Sequence[int], float]]) -> list[float
     return [sum(w / (RRF_K + r[i]) for r, w in rankings if w) for i in range(n)]
 
 
+@cache
+def _tokenizer() -> Any:
+    """The retrievers' BM25 tokeniser (stemming, English stop words), built once."""
+    from ragline.retrievers.bm25 import BM25Settings, _Tokenizer
+
+    return _Tokenizer(BM25Settings())
+
+
 def lexical_scores(question: str, texts: Sequence[str]) -> list[float]:
     """BM25 (k1 1.5, b 0.75) of the question against each text, statistics from these texts alone.
 
     Documents handed over without retriever scores still carry this signal: how many of the
     question's content words (stemmed, stop words removed) each one contains, weighted by rarity.
     """
-    from ragline.retrievers.bm25 import BM25Settings, _Tokenizer
-
-    tok = _Tokenizer(BM25Settings())
+    tok = _tokenizer()
     q_terms = set(tok.query(question))
     docs = [Counter(tok.query(t)) for t in texts]
     n = len(docs)

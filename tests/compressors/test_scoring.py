@@ -1,0 +1,93 @@
+"""LM scoring: batched passes equal one-at-a-time passes, and cached streams equal full passes."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from ragline.compressors.scoring import LMScorer, SurprisalStream
+from ragline.models.loader import load_causal_lm
+
+
+@pytest.fixture(scope="module")
+def scorer(tiny_lm_dir: Path) -> LMScorer:
+    return LMScorer(load_causal_lm(str(tiny_lm_dir), device="cpu"), batch_tokens=300)
+
+
+def _ids(n: int, seed: int) -> list[int]:
+    rng = random.Random(seed)
+    return [rng.randrange(10, 500) for _ in range(n)]
+
+
+def _full_surprisal(scorer: LMScorer, prefix: list[int], seq: list[int]) -> torch.Tensor:
+    """Reference: one unbatched forward with full logits."""
+    model = scorer.lm.model
+    ids = torch.tensor([[*scorer.start_ids, *prefix, *seq]])
+    with torch.inference_mode():
+        logp = torch.log_softmax(model(input_ids=ids).logits[0].float(), -1)
+    lo = len(scorer.start_ids) + len(prefix) - 1
+    return -logp[lo : lo + len(seq)].gather(1, torch.tensor(seq)[:, None]).squeeze(1)
+
+
+def test_batched_rank_pass_equals_single_passes(scorer: LMScorer) -> None:
+    docs = [_ids(n, s) for s, n in enumerate([5, 37, 1, 120, 64])]
+    query = _ids(9, 99)
+    batched = scorer.rank(docs, query)
+    for i, d in enumerate(docs):
+        want_q = _full_surprisal(scorer, d, query).mean()
+        assert batched.query_nll[i] == pytest.approx(float(want_q), rel=1e-4, abs=1e-4)
+        got = scorer.doc_surprisal(batched, i, d)
+        torch.testing.assert_close(got, _full_surprisal(scorer, [], d), rtol=1e-4, atol=1e-4)
+
+
+def test_prefixed_surprisal_equals_single_passes(scorer: LMScorer) -> None:
+    prefix = _ids(7, 5)
+    segs = [_ids(n, 10 + n) for n in [3, 50, 17]]
+    for got, seg in zip(scorer.prefixed_surprisal(prefix, segs), segs, strict=True):
+        torch.testing.assert_close(got, _full_surprisal(scorer, prefix, seg), rtol=1e-4, atol=1e-4)
+
+
+def test_stream_keeping_everything_equals_one_full_pass(scorer: LMScorer) -> None:
+    prefix, seq = _ids(6, 1), _ids(150, 2)
+    stream = SurprisalStream(scorer, prefix)
+    got = []
+    for lo in range(0, len(seq), 40):
+        seg = seq[lo : lo + 40]
+        got.append(stream.score(seg))
+        stream.keep(seg, [True] * len(seg))
+    torch.testing.assert_close(
+        torch.cat(got), _full_surprisal(scorer, prefix, seq), rtol=1e-4, atol=1e-4
+    )
+
+
+def test_stream_scores_after_only_the_kept_tokens(scorer: LMScorer) -> None:
+    """After dropping tokens, the next segment attends to the kept ones only.
+
+    The kept tokens' cache entries are those computed when the whole segment was read (the cache
+    is sliced, not recomputed), so the reference is one pass over everything in which the second
+    segment is masked from the dropped tokens.
+    """
+    seq1, seq2 = _ids(30, 3), _ids(20, 4)
+    keep = [i % 3 != 0 for i in range(30)]
+    stream = SurprisalStream(scorer, [])
+    stream.score(seq1)
+    stream.keep(seq1, keep)
+    got = stream.score(seq2)
+
+    s0 = len(scorer.start_ids)
+    ids = torch.tensor([[*scorer.start_ids, *seq1, *seq2]])
+    n = ids.shape[1]
+    allowed = torch.ones(n, n, dtype=torch.bool).tril()
+    dropped = [s0 + i for i, k in enumerate(keep) if not k]
+    allowed[s0 + len(seq1) :, dropped] = False
+    mask = torch.zeros(1, 1, n, n).masked_fill(~allowed, torch.finfo(torch.float32).min)
+    with torch.inference_mode():
+        logits = scorer.lm.model(input_ids=ids, attention_mask=mask).logits[0].float()
+    logp = torch.log_softmax(logits, -1)
+    last_kept = s0 + max(i for i, k in enumerate(keep) if k)
+    rows = torch.cat([logp[last_kept : last_kept + 1], logp[s0 + len(seq1) : n - 1]])
+    want = -rows.gather(1, torch.tensor(seq2)[:, None]).squeeze(1)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
