@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ragline import Pipeline
-
 from tests.conftest import REPO
+
+from ragline import Pipeline
 
 
 def test_compressed_example_pipeline_runs(example_index: Path, tiny_lm_dir: Path) -> None:
