@@ -152,3 +152,16 @@ def test_chat_generator_factory_round_trips(example_index: Path) -> None:
     )
     with pytest.raises(ConfigError, match="must return a langchain_core BaseChatModel, got list"):
         bad.warm_up()
+
+
+def test_chat_generator_yaml_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "chat.yaml"
+    path.write_text(
+        "stages:\n  - type: generator.langchain_chat\n"
+        "    factory: tests.langchain.test_adapters:make_chat_model\n"
+        "    allow_imports: true\n    kwargs: {text: hi}\n",
+        encoding="utf-8",
+    )
+    first = Pipeline.from_yaml(path)
+    first.to_yaml(tmp_path / "again.yaml")
+    assert Pipeline.from_yaml(tmp_path / "again.yaml").to_config() == first.to_config()
