@@ -222,12 +222,13 @@ def test_client_disconnect_mid_stream_keeps_serving(
     served: tuple[str, Path], local: Pipeline
 ) -> None:
     url, _ = served
-    body = {"model": MODEL, "messages": [{"role": "user", "content": QUESTION}], "stream": True}
     for _ in range(3):
-        with httpx.stream("POST", f"{url}/chat/completions", json=body, timeout=60) as r:
-            first = next(r.iter_lines())
-            assert first.startswith("data: ")
-        # leaving the block closes the connection mid-stream
+        stream = client(url).chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": QUESTION}], stream=True
+        )
+        first = next(iter(stream))
+        assert first.object == "chat.completion.chunk"
+        stream.close()  # hang up mid-answer
     reply = client(url).chat.completions.create(
         model=MODEL, messages=[{"role": "user", "content": QUESTION}]
     )

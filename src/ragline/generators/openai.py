@@ -52,7 +52,7 @@ class OpenAIGeneratorConfig(StageConfig):
     timeout: float = Field(default=120.0, gt=0.0)
     """Seconds to wait for the server between bytes (connecting has its own 10 s limit)."""
     max_retries: int = Field(default=3, ge=0, le=10)
-    """Further attempts after a 408/409/429/5xx answer or a connection error, before any text arrived."""
+    """Further attempts after a 408/409/429/5xx status or a connection error (never once text arrived)."""
     backoff: float = Field(default=0.5, ge=0.0, le=60.0)
     """First retry delay in seconds; it doubles per attempt (capped at 30 s), with random jitter."""
 

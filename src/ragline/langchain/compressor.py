@@ -97,6 +97,3 @@ class RaglineCompressor(BaseDocumentCompressor):
     ) -> Sequence[LCDocument]:
         """Async `compress_documents` (the stage runs in a worker thread)."""
         return await asyncio.to_thread(self._run, documents, query)
-
-    def __repr_args__(self) -> Any:
-        return [("stage", self.stage), ("score_key", self.score_key)]
