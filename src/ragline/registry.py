@@ -25,6 +25,8 @@ ENTRY_POINT_GROUP = "ragline.stages"
 # Built-ins are named, not imported, so `import ragline` stays free of torch and transformers.
 _BUILTIN: dict[str, str] = {
     "retriever.bm25": "ragline.retrievers.bm25:BM25Retriever",
+    "compressor.longllmlingua": "ragline.compressors.longllmlingua:LongLLMLinguaCompressor",
+    "compressor.llmlingua": "ragline.compressors.longllmlingua:LLMLinguaCompressor",
     "retriever.dense": "ragline.retrievers.dense:DenseRetriever",
     "retriever.hybrid": "ragline.retrievers.hybrid:HybridRetriever",
     "retriever.langchain": "ragline.retrievers.langchain:LangChainRetriever",

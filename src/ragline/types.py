@@ -192,6 +192,8 @@ class RunState:
     prompt: Prompt | None = None
     answer: Answer | None = None
     trace: tuple[StageTrace, ...] = ()
+    originals: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    """Text of documents before a compressor shortened them, by document id (for answer recovery)."""
 
     def evolve(self, trace: StageTrace | None = None, **changes: Any) -> RunState:
         """Return a copy with `changes` applied and, if given, `trace` appended to the trace."""

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from ragline import Pipeline, RunState, register_stage
+from ragline.compressors import LLMLinguaCompressor, LongLLMLinguaCompressor
 from ragline.errors import ConfigError
 from ragline.generators.hf import HFGenerator
 from ragline.generators.openai import OpenAIGenerator
@@ -173,6 +174,11 @@ STAGE_CASES = [
             "stop": ["\n"],
         },
     ),
+    (
+        LongLLMLinguaCompressor,
+        {"model": "some/model", "rate": 0.3, "context_budget": "*1.5", "force_keep": ["a"]},
+    ),
+    (LLMLinguaCompressor, {"target_tokens": 300, "reorder": "sort", "granularity": "token"}),
 ]
 
 
@@ -195,6 +201,9 @@ stages:
   - type: retriever.bm25
     index: {example_index}
     top_k: 3
+  - type: compressor.longllmlingua
+    model: {tiny_lm_dir}
+    rate: 0.6
   - type: reorder.sort
     descending: false
   - type: prompt.numbered

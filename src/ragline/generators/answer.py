@@ -29,11 +29,16 @@ def finish_answer(
     completion_tokens: int,
     **details: Any,
 ) -> RunState:
-    """Attribute citations in `text`, build the `Answer`, and return the state with its trace.
+    """Restore words a compressor dropped, attribute citations, build the `Answer`, and trace it.
 
     `started` and `first_token_at` are `time.perf_counter()` values; `details` go into the trace.
     """
     text = text.strip()
+    if state.originals:
+        # A compressor ran: put back words it dropped inside spans the answer copied.
+        from ragline.compressors.recover import recover_all
+
+        text = recover_all(text, state.originals, {d.id: d.text for d in prompt.sources})
     numbers, method = attribute_citations(text, prompt.sources, state.query.text)
     sources = tuple(Source(n, d, n in numbers) for n, d in enumerate(prompt.sources, start=1))
     answer = Answer(

@@ -1,0 +1,275 @@
+"""Token scoring with a causal LM: batched document ranking and per-token surprisal streams.
+
+Every forward pass runs the decoder only; the vocabulary projection is applied to the few
+positions whose next-token probabilities are needed, in chunks, so a batch never materialises
+`[batch, length, vocab]` logits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ragline.errors import RaglineError
+
+if TYPE_CHECKING:
+    import torch
+
+    from ragline.models.loader import LoadedLM
+
+__all__ = ["LMScorer", "RankPass", "SurprisalStream"]
+
+_HEAD_CHUNK = 1024  # positions per vocabulary projection: bounds memory at chunk x vocab floats
+
+
+@dataclass(frozen=True)
+class RankPass:
+    """The result of scoring every document with the query appended after it.
+
+    `query_nll[i]` is the mean negative log-likelihood of the query tokens given document i;
+    `doc_hidden[i]` holds the decoder's last hidden states `[n_i, hidden]` that predict document
+    i's tokens 0..n_i-1 from the document alone (row j predicts token j), kept so surprisals of
+    the documents that survive can be computed later without another pass.
+    """
+
+    query_nll: list[float]
+    doc_hidden: list[torch.Tensor]
+    covered: list[int]
+    """How many of each document's tokens the pass read (all, unless longer than the window)."""
+
+
+class LMScorer:
+    """Scores text with a loaded causal LM in padding-aware batches."""
+
+    def __init__(self, lm: LoadedLM, *, batch_tokens: int = 8192) -> None:
+        self.lm = lm
+        self.batch_tokens = batch_tokens
+        model = lm.model
+        self._decoder = model.get_decoder()
+        self._head = model.get_output_embeddings()
+        if self._decoder is None or self._head is None:
+            raise RaglineError(
+                f"compressor: model {lm.name!r} exposes no decoder/output embeddings; "
+                "expected a transformers causal LM"
+            )
+        self._softcap = getattr(model.config, "final_logit_softcapping", None)
+        tok = lm.tokenizer
+        start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+        self.start_ids: list[int] = [] if start is None else [int(start)]
+        self.window = int(getattr(model.config, "max_position_embeddings", 0) or 2048)
+
+    def token_logprobs(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Log-probabilities of `targets` `[N]` under the next-token heads of `hidden` `[N, H]`."""
+        import torch
+
+        out = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
+        with torch.inference_mode():
+            for s in range(0, hidden.shape[0], _HEAD_CHUNK):
+                logits = self._head(hidden[s : s + _HEAD_CHUNK]).float()
+                if self._softcap:
+                    logits = torch.tanh(logits / self._softcap) * self._softcap
+                picked = logits.gather(1, targets[s : s + _HEAD_CHUNK, None]).squeeze(1)
+                out[s : s + _HEAD_CHUNK] = picked - torch.logsumexp(logits, dim=-1)
+        return out
+
+    def surprisal(self, hidden: torch.Tensor, targets: Sequence[int]) -> torch.Tensor:
+        """Surprisal (nats, float32 on the CPU) of `targets` predicted by the rows of `hidden`."""
+        import torch
+
+        if len(targets) == 0:
+            return torch.zeros(0)
+        t = torch.tensor(list(targets), dtype=torch.long, device=hidden.device)
+        return (-self.token_logprobs(hidden, t)).cpu()
+
+    def _hidden(self, rows: list[list[int]]) -> torch.Tensor:
+        """Decoder last hidden states `[B, T, H]` of right-padded `rows`."""
+        import torch
+
+        width = max(len(r) for r in rows)
+        ids = torch.zeros(len(rows), width, dtype=torch.long)
+        mask = torch.zeros(len(rows), width, dtype=torch.long)
+        for b, r in enumerate(rows):
+            ids[b, : len(r)] = torch.tensor(r, dtype=torch.long)
+            mask[b, : len(r)] = 1
+        dev = self.lm.device
+        with torch.inference_mode():
+            out = self._decoder(input_ids=ids.to(dev), attention_mask=mask.to(dev), use_cache=False)
+        return out.last_hidden_state
+
+    def _batches(self, lengths: Sequence[int]) -> list[list[int]]:
+        """Group row indices of similar length so padding stays small and batches fit the budget."""
+        order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+        batches: list[list[int]] = []
+        cur: list[int] = []
+        for i in order:
+            # Rows are sorted by length, so the newest row is the widest of its batch.
+            if cur and (len(cur) + 1) * lengths[i] > self.batch_tokens:
+                batches.append(cur)
+                cur = []
+            cur.append(i)
+        if cur:
+            batches.append(cur)
+        return batches
+
+    def rank(self, docs: Sequence[Sequence[int]], query: Sequence[int]) -> RankPass:
+        """Score each document by how well it predicts `query`, in batches (one pass over all).
+
+        A document longer than the window is read from its start, as far as fits with the query.
+        """
+        import torch
+
+        room = max(1, self.window - len(self.start_ids) - len(query))
+        rows = [[*self.start_ids, *d[:room], *query] for d in docs]
+        nll = [0.0] * len(docs)
+        hidden: list[torch.Tensor] = [torch.zeros(0)] * len(docs)
+        covered = [min(len(d), room) for d in docs]
+        s0 = len(self.start_ids)
+        for batch in self._batches([len(r) for r in rows]):
+            h = self._hidden([rows[i] for i in batch])
+            for b, i in enumerate(batch):
+                n = covered[i]
+                # Row p predicts token p+1. Without a start token nothing predicts the first
+                # document token; `doc_surprisal` gives it its segment's highest score.
+                hidden[i] = h[b, max(s0 - 1, 0) : s0 + n - 1].detach().clone()
+                if query:
+                    q_rows = h[b, s0 + n - 1 : s0 + n - 1 + len(query)]
+                    nll[i] = float(self.surprisal(q_rows, query).mean())
+        return RankPass(query_nll=nll, doc_hidden=hidden, covered=covered)
+
+    def doc_surprisal(self, ranked: RankPass, i: int, tokens: Sequence[int]) -> torch.Tensor:
+        """Surprisal of document i's first `len(tokens)` tokens, read alone, from the rank pass."""
+        rows = ranked.doc_hidden[i]
+        if self.start_ids:
+            return self.surprisal(rows[: len(tokens)], tokens)
+        return _prepend_max(self.surprisal(rows[: len(tokens) - 1], tokens[1:]))
+
+    def prefixed_surprisal(
+        self, prefix: Sequence[int], segments: Sequence[Sequence[int]]
+    ) -> list[torch.Tensor]:
+        """Surprisal of each segment's tokens read after `prefix` (start token first), batched."""
+        rows = [[*self.start_ids, *prefix, *s] for s in segments]
+        lo = len(self.start_ids) + len(prefix) - 1
+        out: list[Any] = [None] * len(segments)
+        for batch in self._batches([len(r) for r in rows]):
+            h = self._hidden([rows[i] for i in batch])
+            for b, i in enumerate(batch):
+                seg = list(segments[i])
+                if lo < 0:  # no start token and no prefix: the first token cannot be predicted
+                    rest = self.surprisal(h[b, : len(seg) - 1], seg[1:])
+                    out[i] = _prepend_max(rest)
+                else:
+                    out[i] = self.surprisal(h[b, lo : lo + len(seg)], seg)
+        return out
+
+
+def _prepend_max(values: torch.Tensor) -> torch.Tensor:
+    """Give an unpredictable first token the highest score of its segment, so it is kept."""
+    import torch
+
+    first = values.max().reshape(1) if values.numel() else torch.zeros(1)
+    return torch.cat([first, values])
+
+
+class SurprisalStream:
+    """One iterative scoring stream: segments read after the compressed text kept so far.
+
+    The key/value cache holds only kept tokens, at their original (gapped) positions. When the
+    next segment would pass the model's window, the cache is rebuilt from the prefix, the first
+    kept tokens and the most recent ones, with fresh contiguous positions.
+    """
+
+    def __init__(self, scorer: LMScorer, prefix: Sequence[int], *, keep_first: int = 64) -> None:
+        self.scorer = scorer
+        self.prefix = [*scorer.start_ids, *prefix]
+        self.keep_first = keep_first
+        self.kept: list[int] = []
+        self._cache: Any = None
+        self._next_pos = 0
+        self._last_hidden: torch.Tensor | None = None
+
+    def _forward(self, ids: Sequence[int]) -> torch.Tensor:
+        import torch
+
+        if self._cache is None:
+            from transformers import DynamicCache
+
+            self._cache = DynamicCache(config=self.scorer.lm.model.config)
+        dev = self.scorer.lm.device
+        pos = torch.arange(self._next_pos, self._next_pos + len(ids), device=dev)[None]
+        with torch.inference_mode():
+            out = self.scorer._decoder(
+                input_ids=torch.tensor([list(ids)], device=dev),
+                position_ids=pos,
+                past_key_values=self._cache,
+                use_cache=True,
+            )
+        self._next_pos += len(ids)
+        return out.last_hidden_state[0]
+
+    def _rebuild(self, room: int) -> None:
+        tail = max(0, room - len(self.prefix) - self.keep_first)
+        body = (
+            self.kept
+            if len(self.kept) <= self.keep_first + tail
+            else [
+                *self.kept[: self.keep_first],
+                *self.kept[len(self.kept) - tail :],
+            ]
+        )
+        self._cache, self._next_pos, self._last_hidden = None, 0, None
+        ids = [*self.prefix, *body]
+        if ids:
+            self._last_hidden = self._forward(ids)[-1:]
+
+    def score(self, segment: Sequence[int]) -> torch.Tensor:
+        """Surprisal of `segment`'s tokens after the kept text; call `keep` before the next one."""
+        import torch
+
+        window = self.scorer.window
+        if len(self.prefix) + self.keep_first + 2 * len(segment) > window:
+            raise RaglineError(
+                f"compressor: a {len(segment)}-token segment does not fit the model's "
+                f"{window}-token window; lower iterative_size"
+            )
+        if self._cache is None or self._next_pos + len(segment) > window:
+            self._rebuild(window // 2)
+        h = self._forward(segment)
+        self._pending = (h, len(segment))
+        if self._last_hidden is None:
+            return _prepend_max(self.scorer.surprisal(h[:-1], segment[1:]))
+        rows = torch.cat([self._last_hidden, h[:-1]])
+        return self.scorer.surprisal(rows, segment)
+
+    def keep(self, segment: Sequence[int], mask: Sequence[bool]) -> None:
+        """Drop the scored segment's unkept tokens from the cache."""
+        import torch
+
+        h, n = self._pending
+        kept_pos = [j for j, k in enumerate(mask) if k]
+        self.kept.extend(segment[j] for j in kept_pos)
+        if kept_pos:
+            self._last_hidden = h[kept_pos[-1] : kept_pos[-1] + 1]
+        total = self._cache.get_seq_length()
+        idx = torch.tensor(
+            [*range(total - n), *(total - n + j for j in kept_pos)], device=self.scorer.lm.device
+        )
+        _select_cache_positions(self._cache, idx)
+
+
+def _select_cache_positions(cache: Any, idx: torch.Tensor) -> None:
+    """Keep only sequence positions `idx` of every layer of a transformers DynamicCache."""
+    layers = getattr(cache, "layers", None)
+    if layers is None:
+        raise RaglineError(
+            "compressor: this transformers version's cache has no per-layer tensors; "
+            "expected transformers >= 4.56"
+        )
+    for layer in layers:
+        if getattr(layer, "is_sliding", False):
+            raise RaglineError(
+                "compressor: models with sliding-window attention layers cannot drop tokens from "
+                "their cache; use a model with full attention for compression"
+            )
+        layer.keys = layer.keys.index_select(2, idx)
+        layer.values = layer.values.index_select(2, idx)
