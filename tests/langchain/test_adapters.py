@@ -165,3 +165,30 @@ def test_chat_generator_yaml_round_trip(tmp_path: Path) -> None:
     first = Pipeline.from_yaml(path)
     first.to_yaml(tmp_path / "again.yaml")
     assert Pipeline.from_yaml(tmp_path / "again.yaml").to_config() == first.to_config()
+
+
+def test_compressor_wraps_longllmlingua(tiny_lm_dir: Path) -> None:
+    from ragline.compressors import LongLLMLinguaCompressor
+
+    docs = [
+        LCDocument(
+            page_content="The Brassmoor Lighthouse was designed by Tobias Grell and first lit in 1871. "
+            "It stands 38 metres tall on the northern cape of Brassmoor island.",
+            metadata={"title": "Brassmoor Lighthouse", "score": 2.0, "url": "a"},
+            id="light",
+        ),
+        LCDocument(
+            page_content="Tarnberry wine is a dark red wine made from berries that grow on the "
+            "moors; it is served warm at the winter lantern festival.",
+            metadata={"title": "Tarnberry wine", "score": 1.0},
+            id="wine",
+        ),
+    ]
+    stage = LongLLMLinguaCompressor(model=str(tiny_lm_dir), rate=0.5)
+    out = RaglineCompressor(stage=stage).compress_documents(docs, QUESTION)
+    by_id = {d.id: d for d in out}
+    assert set(by_id) <= {"light", "wine"} and out
+    for doc in out:
+        original = next(d for d in docs if d.id == doc.id)
+        assert doc.metadata == original.metadata  # untouched
+        assert len(doc.page_content.split()) < len(original.page_content.split())
