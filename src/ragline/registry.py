@@ -34,6 +34,8 @@ _BUILTIN: dict[str, str] = {
     "reorder.sort": "ragline.reorder.sort:SortReorderer",
     "prompt.numbered": "ragline.generators.prompt:NumberedPrompt",
     "generator.hf": "ragline.generators.hf:HFGenerator",
+    "generator.openai": "ragline.generators.openai:OpenAIGenerator",
+    "generator.langchain_chat": "ragline.langchain.chat:LangChainChatGenerator",
 }
 _REGISTERED: dict[str, type] = {}
 

@@ -137,6 +137,9 @@ def test_unpulled_packaged_lm_without_pull_names_the_command(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("RAGLINE_CACHE", str(tmp_path / "cache"))
+    # Earlier model tests (the compressors') leave SmolLM2 in the per-process cache, which
+    # would answer before the empty model cache is ever consulted.
+    monkeypatch.setattr("ragline.models.loader._LMS", {})
 
     with pytest.raises(ModelNotFound, match="ragline models pull smollm2-135m-instruct"):
         load_causal_lm("smollm2-135m-instruct", device="cpu", allow_pull=False)

@@ -11,6 +11,7 @@ from ragline import Pipeline, RunState, register_stage
 from ragline.compressors import LLMLinguaCompressor, LongLLMLinguaCompressor
 from ragline.errors import ConfigError
 from ragline.generators.hf import HFGenerator
+from ragline.generators.openai import OpenAIGenerator
 from ragline.generators.prompt import NumberedPrompt
 from ragline.registry import UnknownStageType, load_stage_class, stage_types
 from ragline.reorder.sort import SortReorderer
@@ -160,6 +161,18 @@ STAGE_CASES = [
     (
         HFGenerator,
         {"model": "some/model", "max_new_tokens": 9, "temperature": 0.7, "stop": ["\n"], "seed": 3},
+    ),
+    (
+        OpenAIGenerator,
+        {
+            "model": "smollm2",
+            "base_url": "http://127.0.0.1:8080/v1",
+            "api_key_env": "MY_KEY",
+            "stream": False,
+            "max_retries": 1,
+            "timeout": 5.0,
+            "stop": ["\n"],
+        },
     ),
     (
         LongLLMLinguaCompressor,

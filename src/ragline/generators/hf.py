@@ -9,11 +9,10 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from ragline.errors import RaglineError
-from ragline.generators.citations import attribute_citations
+from ragline.generators.answer import finish_answer, prompt_of
 from ragline.generators.detokenize import StreamingDetokenizer
-from ragline.generators.prompt import NumberedPromptConfig, build_prompt
 from ragline.pipeline.stage import ConfiguredStage, StageConfig
-from ragline.types import Answer, Prompt, RunState, Source, StageTrace
+from ragline.types import Prompt, RunState
 
 if TYPE_CHECKING:
     import torch
@@ -151,7 +150,7 @@ class HFGenerator(ConfiguredStage[HFGeneratorConfig]):
         self.warm_up()
         assert self._lm is not None
         started = time.perf_counter()
-        prompt = state.prompt or build_prompt(state.query, state.documents, NumberedPromptConfig())
+        prompt = prompt_of(state)
         ids = self._encode(prompt)
         prefill_done: float | None = None
         cfg = self.config
@@ -171,38 +170,17 @@ class HFGenerator(ConfiguredStage[HFGeneratorConfig]):
                 break
         if chunk := detok.finish():
             yield chunk
-        tokens = detok.tokens
-        text = detok.text.strip()
-        if state.originals:
-            # A compressor ran: put back words it dropped inside spans the answer copied.
-            from ragline.compressors.recover import recover_all
-
-            text = recover_all(text, state.originals, {d.id: d.text for d in prompt.sources})
-        numbers, method = attribute_citations(text, prompt.sources, state.query.text)
-        sources = tuple(Source(n, d, n in numbers) for n, d in enumerate(prompt.sources, start=1))
-        answer = Answer(
-            text=text,
-            question=state.query.text,
-            sources=sources,
-            citations=tuple(prompt.sources[n - 1].id for n in numbers),
-            citation_method=method,
+        yield finish_answer(
+            state,
+            prompt,
+            detok.text,
+            stage=self.name,
+            started=started,
+            first_token_at=prefill_done,
             prompt_tokens=int(ids.shape[1]),
-            completion_tokens=len(tokens),
-        )
-        end = time.perf_counter()
-        first = (prefill_done or end) - started
-        trace = StageTrace.since(
-            self.name,
-            started,
-            tokens_in=int(ids.shape[1]),
-            tokens_out=len(tokens),
+            completion_tokens=len(detok.tokens),
             model=cfg.model,
-            time_to_first_token=first,
-            decode_tokens_per_second=(len(tokens) - 1) / (end - prefill_done)
-            if prefill_done and len(tokens) > 1 and end > prefill_done
-            else None,
         )
-        yield state.evolve(prompt=prompt, answer=answer, trace=trace)
 
     def run(self, state: RunState) -> RunState:
         """Generate the whole answer."""

@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import ValidationError
@@ -19,6 +19,9 @@ from ragline.pipeline.stage import Stage, format_validation_error
 from ragline.pipeline.yamlio import Located, interpolate_env, load_yaml
 from ragline.registry import UnknownStageType, build_stage, load_stage_class
 from ragline.types import Answer, Query, RunState, StageTrace
+
+if TYPE_CHECKING:
+    from ragline.langchain.runnable import RaglineRunnable
 
 __all__ = ["Pipeline"]
 
@@ -343,6 +346,19 @@ class Pipeline:
         done = object()
         while (item := await asyncio.to_thread(next, it, done)) is not done:
             yield item  # type: ignore[misc]
+
+    def as_runnable(self) -> RaglineRunnable:
+        """This pipeline as a LangChain `Runnable` (needs `pip install 'ragline[langchain]'`).
+
+        It takes a question string, `{"question": ...}` or a prompt template's output and returns an
+        `AIMessage` whose `response_metadata` holds the sources; see `ragline.langchain`.
+
+        Example:
+            >>> chain = prompt | pipe.as_runnable() | StrOutputParser()  # doctest: +SKIP
+        """
+        from ragline.langchain.runnable import RaglineRunnable
+
+        return RaglineRunnable(pipeline=self)
 
     def __repr__(self) -> str:
         return f"Pipeline(name={self.name!r}, stages=[{', '.join(s.name for s in self.stages)}])"

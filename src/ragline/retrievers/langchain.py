@@ -24,7 +24,9 @@ __all__ = [
     "LangChainConfig",
     "LangChainOptions",
     "LangChainRetriever",
+    "check_factory",
     "from_langchain_documents",
+    "import_factory",
     "to_langchain_documents",
 ]
 
@@ -114,27 +116,33 @@ class LangChainConfig(LangChainOptions):
     @field_validator("factory")
     @classmethod
     def _factory_is_allowed(cls, value: str, info: ValidationInfo) -> str:
-        if not _FACTORY.fullmatch(value):
-            raise ValueError("expected an import path 'package.module:callable'")
-        if not info.data.get("allow_imports", False):
-            raise ValueError(
-                "calling a factory runs code named by the pipeline; "
-                "set `allow_imports: true` on this stage to allow it"
-            )
-        return value
+        return check_factory(value, info)
 
 
-def _import_factory(target: str) -> Callable[..., Any]:
+def check_factory(value: str, info: ValidationInfo) -> str:
+    """Validate a `factory` field: an import path, and `allow_imports` set earlier in the config."""
+    if not _FACTORY.fullmatch(value):
+        raise ValueError("expected an import path 'package.module:callable'")
+    if not info.data.get("allow_imports", False):
+        raise ValueError(
+            "calling a factory runs code named by the pipeline; "
+            "set `allow_imports: true` on this stage to allow it"
+        )
+    return value
+
+
+def import_factory(target: str, type_name: str = "retriever.langchain") -> Callable[..., Any]:
+    """Import the callable named `package.module:callable`; errors name the stage type."""
     module, _, attr = target.partition(":")
     try:
         obj: Any = importlib.import_module(module)
         for part in attr.split("."):
             obj = getattr(obj, part)
     except (ImportError, AttributeError) as err:
-        raise ConfigError(f"retriever.langchain: cannot import factory {target!r}: {err}") from None
+        raise ConfigError(f"{type_name}: cannot import factory {target!r}: {err}") from None
     if not callable(obj):
         raise ConfigError(
-            f"retriever.langchain: factory {target!r} is not callable, got {type(obj).__name__}"
+            f"{type_name}: factory {target!r} is not callable, got {type(obj).__name__}"
         )
     return obj
 
@@ -189,7 +197,7 @@ class LangChainRetriever(ConfiguredStage[LangChainOptions]):
         config = self.config
         assert isinstance(config, LangChainConfig)
         base_retriever, _ = _langchain_core()
-        made = _import_factory(config.factory)(**config.kwargs)
+        made = import_factory(config.factory)(**config.kwargs)
         if not isinstance(made, base_retriever):
             raise ConfigError(
                 f"retriever.langchain: factory {config.factory!r} must return a langchain_core "
