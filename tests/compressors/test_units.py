@@ -24,8 +24,8 @@ def test_word_units_group_tokens_of_a_word(tokenizer) -> None:  # type: ignore[n
     doc = tokenize_units(tokenizer, text, "word")
     assert [text[a:b] for a, b in doc.spans] == text.split()
     assert doc.unit_of == sorted(doc.unit_of)
-    assert sum(doc.unit_sizes()) == len(doc.ids)
-    assert doc.has_digit() == [any(c.isdigit() for c in w) for w in text.split()]
+    assert sum(doc.unit_sizes) == len(doc.ids)
+    assert doc.has_digit == [any(c.isdigit() for c in w) for w in text.split()]
 
 
 def test_token_units_are_single_tokens(tokenizer) -> None:  # type: ignore[no-untyped-def]

@@ -126,8 +126,8 @@ class _TokenLevel:
         self, doc: TokenizedText, lo: int, hi: int, scores: torch.Tensor, ratio: float
     ) -> list[bool]:
         first, last = doc.unit_of[lo], doc.unit_of[hi - 1]
-        sizes = doc.unit_sizes()[first : last + 1]
-        forced = doc.has_digit()[first : last + 1] if self.s.keep_numbers else [False] * len(sizes)
+        sizes = doc.unit_sizes[first : last + 1]
+        forced = doc.has_digit[first : last + 1] if self.s.keep_numbers else [False] * len(sizes)
         return choose_units(_unit_scores(doc, lo, hi, scores), sizes, ratio, forced)
 
     def run(self, jobs: list[tuple[int, TokenizedText, float]]) -> dict[int, list[bool]]:

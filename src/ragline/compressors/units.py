@@ -6,6 +6,7 @@ import bisect
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Literal
 
 from ragline.errors import RaglineError
@@ -33,6 +34,7 @@ class TokenizedText:
     unit_of: list[int]
     spans: list[tuple[int, int]]
 
+    @cached_property
     def unit_sizes(self) -> list[int]:
         """Tokens per unit."""
         sizes = [0] * len(self.spans)
@@ -40,6 +42,7 @@ class TokenizedText:
             sizes[u] += 1
         return sizes
 
+    @cached_property
     def has_digit(self) -> list[bool]:
         """Whether each unit's text contains a digit."""
         return [bool(_DIGIT.search(self.text[a:b])) for a, b in self.spans]
