@@ -25,9 +25,17 @@ def environment(
             versions[name] = version(name)
         except PackageNotFoundError:
             versions[name] = None
+    if versions.get("ragline") is None:  # run from a source tree (PYTHONPATH=src)
+        from ragline._version import __version__
+
+        versions["ragline"] = __version__
+    device = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        device = f"{torch.cuda.get_device_name()}; {device}"
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "device": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+        "device": device,
         "platform": platform.platform(),
         "python": sys.version.split()[0],
         "versions": versions,
