@@ -38,26 +38,38 @@ def _chunks(h: int, per_head: int) -> list[slice]:
     return [slice(i, min(h, i + step)) for i in range(0, h, step)]
 
 
-def _kv_for(k: torch.Tensor, heads: slice, h: int) -> torch.Tensor:
-    """Key heads for query heads `heads` (a view when the group is 1, a small index otherwise)."""
+def _kv_index(kv_index: torch.Tensor | None, h: int, k: torch.Tensor) -> torch.Tensor:
+    """Key head of each query head: given, or `arange(H) // (H / H_kv)`."""
     import torch
 
-    group = h // k.shape[1]
-    idx = torch.arange(heads.start, heads.stop, device=k.device) // group
-    return k.index_select(1, idx)
+    if kv_index is not None:
+        return kv_index.to(device=k.device, dtype=torch.long)
+    return torch.arange(h, device=k.device) // (h // k.shape[1])
+
+
+def _kv_for(k: torch.Tensor, heads: slice, kv_index: torch.Tensor) -> torch.Tensor:
+    """Key heads for the query heads of `heads` (gathered: GQA groups share them)."""
+    return k.index_select(1, kv_index[heads])
 
 
 def vertical_slash_scores(
-    q: torch.Tensor, k: torch.Tensor, seq_len: int, *, last_q: int = 64
+    q: torch.Tensor,
+    k: torch.Tensor,
+    seq_len: int,
+    *,
+    last_q: int = 64,
+    kv_index: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Column and diagonal attention mass of the last `last_q` queries before `seq_len`.
 
     Returns `(vertical [B, H, T], slash [B, H, T])` float32: `vertical[j]` sums the softmax weight
     the last queries give key `j`; `slash[o]` sums the weight at offset `o = query - key`.
+    `kv_index` `[H]` names the key head of each query head (default: consecutive GQA groups).
     """
     import torch
 
     b, h, t, d = q.shape
+    kv_index = _kv_index(kv_index, h, k)
     n = min(last_q, seq_len)
     rows = torch.arange(seq_len - n, seq_len, device=q.device)
     keys = torch.arange(t, device=q.device)
@@ -66,7 +78,9 @@ def vertical_slash_scores(
     slash = torch.zeros_like(vertical)
     width = t + 2 * n
     for hs in _chunks(h, 8 * n * width * 4):
-        s = q[:, hs, seq_len - n : seq_len].float() @ _kv_for(k, hs, h).float().transpose(-1, -2)
+        s = q[:, hs, seq_len - n : seq_len].float() @ _kv_for(k, hs, kv_index).float().transpose(
+            -1, -2
+        )
         p = torch.softmax((s / math.sqrt(d)).masked_fill(~visible, float("-inf")), -1)
         vertical[:, hs] = p.sum(-2)
         # offset o of row i (position seq_len - n + i) is key seq_len - 1 - (o + n - 1 - i): flip the
@@ -113,6 +127,7 @@ def vertical_slash_indices(
     last_q: int = 64,
     sinks: int = 64,
     local: int = 64,
+    kv_index: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Top `n_vertical` columns and top `n_slash` diagonals per head, estimated from the last queries.
 
@@ -130,7 +145,7 @@ def vertical_slash_indices(
 
     t = q.shape[2]
     seq_len = t if seq_len is None else seq_len
-    vertical, slash = vertical_slash_scores(q, k, seq_len, last_q=last_q)
+    vertical, slash = vertical_slash_scores(q, k, seq_len, last_q=last_q, kv_index=kv_index)
     vertical[..., : min(sinks, seq_len)] = float("inf")
     slash[..., : min(local, seq_len)] = float("inf")
     vertical[..., seq_len:] = float("-inf")
@@ -164,7 +179,12 @@ def _pool(x: torch.Tensor, block: int) -> torch.Tensor:
 
 
 def block_sparse_scores(
-    q: torch.Tensor, k: torch.Tensor, *, block_m: int = 128, block_n: int = 64
+    q: torch.Tensor,
+    k: torch.Tensor,
+    *,
+    block_m: int = 128,
+    block_n: int = 64,
+    kv_index: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Scores of mean-pooled query blocks against mean-pooled key blocks: `[B, H, NM, NK]` float32.
 
@@ -174,6 +194,7 @@ def block_sparse_scores(
 
     b, h, t, _d = q.shape
     n_m, n_k = -(-t // block_m), -(-t // block_n)
+    kv_index = _kv_index(kv_index, h, k)
     q_pool = _pool(q, block_m)
     k_pool = _pool(k, block_n)
     left = (
@@ -182,7 +203,7 @@ def block_sparse_scores(
     )
     out = torch.empty(b, h, n_m, n_k, dtype=torch.float32, device=q.device)
     for hs in _chunks(h, n_m * n_k * 4):
-        s = q_pool[:, hs] @ _kv_for(k_pool, hs, h).transpose(-1, -2)
+        s = q_pool[:, hs] @ _kv_for(k_pool, hs, kv_index).transpose(-1, -2)
         out[:, hs] = s.masked_fill(~left, float("-inf"))
     return out
 
@@ -208,7 +229,13 @@ def block_sparse_scores_ref(
 
 
 def block_sparse_indices(
-    q: torch.Tensor, k: torch.Tensor, top_k: int, *, block_m: int = 128, block_n: int = 64
+    q: torch.Tensor,
+    k: torch.Tensor,
+    top_k: int,
+    *,
+    block_m: int = 128,
+    block_n: int = 64,
+    kv_index: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Top key blocks per query block: `[B, H, NM, K]` int32, -1 pads.
 
@@ -223,10 +250,10 @@ def block_sparse_indices(
     """
     import torch
 
-    scores = block_sparse_scores(q, k, block_m=block_m, block_n=block_n)
+    scores = block_sparse_scores(q, k, block_m=block_m, block_n=block_n, kv_index=kv_index)
     scores[..., 0] = torch.where(torch.isfinite(scores[..., 0]), float("inf"), scores[..., 0])
     chosen = max(1, min(top_k - block_m // block_n, scores.shape[-1]))
-    top = scores.topk(chosen, -1, sorted=False)
+    top = scores.topk(chosen, -1)
     return torch.where(torch.isfinite(top.values) | (top.values > 0), top.indices, -1).to(
         torch.int32
     )

@@ -27,16 +27,21 @@ def vertical_slash_mask(plan: VerticalSlashPlan, b: int, s: int) -> torch.Tensor
     dev = plan.vertical.device
     rows = torch.arange(t, device=dev)
     blk_m = rows // bm
-    key_blk = rows // bn
+    n_m, n_k = -(-t // bm), -(-t // bn)
     left = rows[None, :] < (blk_m * bm)[:, None]
     mask = (blk_m[:, None] == blk_m[None, :]) & (rows[None, :] <= rows[:, None])
-    allowed = torch.zeros(t, t, dtype=torch.bool, device=dev)
-    for d in [0, *plan.slash[b, s].tolist()]:
-        if d < 0 or d >= t:
-            continue
-        lo = (blk_m * bm - d).div(bn, rounding_mode="floor")
-        hi = (blk_m * bm + bm - 1 - d).div(bn, rounding_mode="floor")
-        allowed |= (key_blk[None, :] >= lo[:, None]) & (key_blk[None, :] <= hi[:, None])
+    # key blocks [lo, hi] each slash touches in each query block, accumulated as +1/-1 edges
+    d = torch.tensor([0, *plan.slash[b, s].tolist()], device=dev)
+    d = d[(d >= 0) & (d < t)]
+    starts = torch.arange(n_m, device=dev)[:, None] * bm - d[None, :]  # [NM, NS]
+    lo = starts.div(bn, rounding_mode="floor").clamp(0, n_k)
+    hi = (starts + bm - 1).div(bn, rounding_mode="floor").clamp(-1, n_k - 1)
+    ok = hi >= lo
+    edges = torch.zeros(n_m, n_k + 1, dtype=torch.int64, device=dev)
+    edges.scatter_add_(1, torch.where(ok, lo, n_k), ok.long())
+    edges.scatter_add_(1, torch.where(ok, hi + 1, n_k), -ok.long())
+    blocks = edges.cumsum(1)[:, :n_k] > 0
+    allowed = blocks[blk_m][:, rows // bn]
     cols = [c for c in plan.vertical[b, s].tolist() if 0 <= c < t]
     allowed[:, cols] = True
     return mask | (allowed & left)

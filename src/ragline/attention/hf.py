@@ -1,0 +1,95 @@
+"""transformers adapter: the `ragline_sparse` attention and mask functions, and installing them.
+
+The only module that touches transformers' attention internals. Prefill of a prompt of at least
+`min_len` tokens with no padding goes to `sparse_prefill_layer`; everything else (short prompts,
+decode steps, padded batches, sliding-window layers) goes to transformers' own SDPA function.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ragline.attention.sparse import SparsePrefill, sparse_prefill_layer
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel
+
+__all__ = ["ATTENTION_NAME", "install_sparse_prefill", "register", "uninstall_sparse_prefill"]
+
+ATTENTION_NAME = "ragline_sparse"
+_RUNTIME_ATTR = "_ragline_sparse_prefill"
+
+
+def _attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
+    """transformers attention function: `query [B, H, T, D]`, `key/value [B, H_kv, S, D]` ->
+    `([B, T, H, D], None)`."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    runtime: SparsePrefill | None = getattr(module, _RUNTIME_ATTR, None)
+    t = query.shape[2]
+    layer = getattr(module, "layer_idx", None)
+    if (
+        runtime is None
+        or layer is None
+        or attention_mask is not None  # padding, sliding windows, or a cache with earlier tokens
+        or t < runtime.min_len
+        or key.shape[2] != t
+        or kwargs.get("sliding_window")
+    ):
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+        )
+    scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+    out = sparse_prefill_layer(query, key, value, runtime.layer(layer, query.device), scale)
+    return out.transpose(1, 2).contiguous(), None
+
+
+def register() -> None:
+    """Register `ragline_sparse` with transformers' AttentionInterface and AttentionMaskInterface.
+
+    The mask function is transformers' own SDPA mask function (whatever its signature in the
+    installed version): it returns None for plain causal prefill, which is what selects the
+    sparse path, and a real mask wherever dense SDPA must run.
+    """
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+
+    AttentionInterface.register(ATTENTION_NAME, _attention)
+    AttentionMaskInterface.register(ATTENTION_NAME, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
+
+
+def install_sparse_prefill(model: PreTrainedModel, runtime: SparsePrefill) -> None:
+    """Route `model`'s attention through `ragline_sparse` with `runtime`'s per-head patterns.
+
+    Example:
+        >>> from ragline.attention.config import DEFAULT_PATTERN, uniform_config
+        >>> cfg = uniform_config("m", 2, 4, DEFAULT_PATTERN)
+        >>> install_sparse_prefill(model, SparsePrefill(cfg, min_len=16384))  # doctest: +SKIP
+    """
+    cfg = model.config
+    runtime.config.check_shape(cfg.num_hidden_layers, cfg.num_attention_heads)
+    register()
+    for mod in model.modules():
+        if isinstance(getattr(mod, "layer_idx", None), int) and hasattr(
+            mod, "num_key_value_groups"
+        ):
+            setattr(mod, _RUNTIME_ATTR, runtime)
+    model.set_attn_implementation(ATTENTION_NAME)
+
+
+def uninstall_sparse_prefill(model: PreTrainedModel, attn_implementation: str = "sdpa") -> None:
+    """Undo `install_sparse_prefill`."""
+    for mod in model.modules():
+        if hasattr(mod, _RUNTIME_ATTR):
+            delattr(mod, _RUNTIME_ATTR)
+    model.set_attn_implementation(attn_implementation)
