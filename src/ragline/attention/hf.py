@@ -50,6 +50,7 @@ def _attention(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
         )
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+    runtime.sparse_calls += 1
     out = sparse_prefill_layer(query, key, value, runtime.layer(layer, query.device), scale)
     return out.transpose(1, 2).contiguous(), None
 

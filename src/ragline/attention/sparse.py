@@ -70,6 +70,8 @@ class SparsePrefill:
     def __init__(self, config: SparsePrefillConfig, *, min_len: int) -> None:
         self.config = config
         self.min_len = min_len
+        self.sparse_calls = 0
+        """Layer calls that took the sparse path (the rest went to dense SDPA)."""
         self._layers: dict[tuple[int, str], LayerPatterns] = {}
 
     def layer(self, idx: int, device: torch.device) -> LayerPatterns:

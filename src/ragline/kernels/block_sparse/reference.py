@@ -14,19 +14,23 @@ if TYPE_CHECKING:
 __all__ = ["block_sparse_mask", "block_sparse_ref"]
 
 
-def block_sparse_mask(plan: BlockSparsePlan, b: int, s: int) -> torch.Tensor:
-    """`[T, T]` bool: row `i` reads key `j <= i` of its own query block and every key of a listed block."""
+def block_sparse_mask(
+    plan: BlockSparsePlan, b: int, s: int, rows: slice | None = None
+) -> torch.Tensor:
+    """`[T, T]` bool (`[R, T]` for a slice of rows): row `i` reads key `j <= i` of its own query
+    block and every key of a block listed for its query block."""
     import torch
 
     t, bm, bn = plan.num_tokens, plan.block_m, plan.block_n
     dev = plan.block_idx.device
     pos = torch.arange(t, device=dev)
-    mask = (pos[:, None] // bm == pos[None, :] // bm) & (pos[None, :] <= pos[:, None])
+    rows_ = pos[rows] if rows is not None else pos
+    mask = (rows_[:, None] // bm == pos[None, :] // bm) & (pos[None, :] <= rows_[:, None])
     blocks = torch.zeros(-(-t // bm), -(-t // bn), dtype=torch.bool, device=dev)
-    for m in range(blocks.shape[0]):
+    for m in sorted(set((rows_ // bm).tolist())):
         n = int(plan.block_count[b, s, m])
         blocks[m, plan.block_idx[b, s, m, :n].long()] = True
-    return mask | blocks[pos // bm][:, pos // bn]
+    return mask | blocks[rows_ // bm][:, pos // bn]
 
 
 def block_sparse_ref(

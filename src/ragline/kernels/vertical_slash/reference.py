@@ -14,8 +14,10 @@ if TYPE_CHECKING:
 __all__ = ["vertical_slash_mask", "vertical_slash_ref"]
 
 
-def vertical_slash_mask(plan: VerticalSlashPlan, b: int, s: int) -> torch.Tensor:
-    """`[T, T]` bool: which keys (columns) each query row (rows) of slot `s` of sequence `b` reads.
+def vertical_slash_mask(
+    plan: VerticalSlashPlan, b: int, s: int, rows: slice | None = None
+) -> torch.Tensor:
+    """`[T, T]` bool (`[R, T]` for a slice of rows): which keys each query row of slot `s` reads.
 
     Row `i` in query block `m = i // block_m` reads key `j` when `j <= i` inside block `m`, or,
     left of block `m`, when `j` is a listed column or lies in a key block touched by the keys
@@ -25,15 +27,17 @@ def vertical_slash_mask(plan: VerticalSlashPlan, b: int, s: int) -> torch.Tensor
 
     t, bm, bn = plan.num_tokens, plan.block_m, plan.block_n
     dev = plan.vertical.device
-    rows = torch.arange(t, device=dev)
-    blk_m = rows // bm
-    n_m, n_k = -(-t // bm), -(-t // bn)
-    left = rows[None, :] < (blk_m * bm)[:, None]
-    mask = (blk_m[:, None] == blk_m[None, :]) & (rows[None, :] <= rows[:, None])
+    keys = torch.arange(t, device=dev)
+    rows_ = keys[rows] if rows is not None else keys
+    blk_m = rows_ // bm
+    m0 = int(blk_m[0]) if len(rows_) else 0
+    n_m, n_k = (int(blk_m[-1]) + 1 - m0 if len(rows_) else 0), -(-t // bn)
+    left = keys[None, :] < (blk_m * bm)[:, None]
+    mask = (blk_m[:, None] == (keys // bm)[None, :]) & (keys[None, :] <= rows_[:, None])
     # key blocks [lo, hi] each slash touches in each query block, accumulated as +1/-1 edges
     d = torch.tensor([0, *plan.slash[b, s].tolist()], device=dev)
     d = d[(d >= 0) & (d < t)]
-    starts = torch.arange(n_m, device=dev)[:, None] * bm - d[None, :]  # [NM, NS]
+    starts = (m0 + torch.arange(n_m, device=dev))[:, None] * bm - d[None, :]  # [NM, NS]
     lo = starts.div(bn, rounding_mode="floor").clamp(0, n_k)
     hi = (starts + bm - 1).div(bn, rounding_mode="floor").clamp(-1, n_k - 1)
     ok = hi >= lo
@@ -41,8 +45,9 @@ def vertical_slash_mask(plan: VerticalSlashPlan, b: int, s: int) -> torch.Tensor
     edges.scatter_add_(1, torch.where(ok, lo, n_k), ok.long())
     edges.scatter_add_(1, torch.where(ok, hi + 1, n_k), -ok.long())
     blocks = edges.cumsum(1)[:, :n_k] > 0
-    allowed = blocks[blk_m][:, rows // bn]
-    cols = [c for c in plan.vertical[b, s].tolist() if 0 <= c < t]
+    allowed = blocks[blk_m - m0][:, keys // bn]
+    cols = plan.vertical[b, s].long()
+    cols = cols[(cols >= 0) & (cols < t)]
     allowed[:, cols] = True
     return mask | (allowed & left)
 

@@ -1,0 +1,165 @@
+"""Sparse-prefill benchmark cases: index builders + kernels, tile density, sampled-row parity."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ragline.attention.patterns import a_shape_indices, block_sparse_indices, vertical_slash_indices
+from ragline.kernels import (
+    BlockSparsePlan,
+    VerticalSlashPlan,
+    block_sparse,
+    plan_block_sparse,
+    plan_vertical_slash,
+    vertical_slash,
+)
+from ragline.kernels.block_sparse import block_sparse_mask
+from ragline.kernels.vertical_slash import vertical_slash_mask
+
+Plan = VerticalSlashPlan | BlockSparsePlan
+
+
+@dataclass(frozen=True)
+class Case:
+    """One pattern at one budget: `build(q, k)` makes the plan (index building), `run` the kernel."""
+
+    pattern: str
+    indices: str
+    budget: str
+    build: Callable[[torch.Tensor, torch.Tensor], Plan]
+
+    def run(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: Plan, **kw: Any) -> Any:
+        if isinstance(plan, BlockSparsePlan):
+            return block_sparse(q, k, v, plan, **kw)
+        return vertical_slash(q, k, v, plan, **kw)
+
+
+def _lens(q: torch.Tensor) -> torch.Tensor:
+    return torch.full((q.shape[0],), q.shape[2], dtype=torch.int32, device=q.device)
+
+
+def block_sparse_case(top_k: int) -> Case:
+    def build(q: torch.Tensor, k: torch.Tensor) -> Plan:
+        idx = block_sparse_indices(q, k, top_k)
+        return plan_block_sparse(idx, _lens(q), q.shape[2])
+
+    return Case("block_sparse", f"top{top_k}", f"top-{top_k} blocks of 64", build)
+
+
+def banded_case(n_vertical: int, n_slash: int, pattern: str = "vertical_slash") -> Case:
+    """First `n_vertical` columns and `n_slash` nearest diagonals (A-shape is the same shape)."""
+
+    def build(q: torch.Tensor, k: torch.Tensor) -> Plan:
+        b, h, t, _ = q.shape
+        v_idx, s_idx = a_shape_indices(b, h, min(n_vertical, t), min(n_slash, t), device=q.device)
+        return plan_vertical_slash(v_idx, s_idx, _lens(q), t)
+
+    indices = "fixed" if pattern == "a_shape" else "banded"
+    return Case(pattern, indices, f"{n_vertical}/{n_slash}", build)
+
+
+def estimated_case(n_vertical: int, n_slash: int, label: str) -> Case:
+    def build(q: torch.Tensor, k: torch.Tensor) -> Plan:
+        v_idx, s_idx = vertical_slash_indices(q, k, n_vertical, n_slash)
+        return plan_vertical_slash(v_idx, s_idx, _lens(q), q.shape[2])
+
+    return Case("vertical_slash", label, f"{n_vertical}/{n_slash}", build)
+
+
+def reference_cases() -> list[Case]:
+    """The issue's reference budgets."""
+    return [
+        block_sparse_case(100),
+        banded_case(1000, 6096),
+        estimated_case(1000, 6096, "estimated_random"),
+        banded_case(128, 3968, pattern="a_shape"),
+    ]
+
+
+def density(plan: Plan) -> float:
+    """Tiles computed (64 x 64 units, masked diagonal tiles counted whole) / dense causal tiles."""
+    t, bm, bn = plan.num_tokens, plan.block_m, plan.block_n
+    kb = bm // bn
+    n_m = -(-t // bm)
+    m = torch.arange(n_m, device=plan.seq_lens.device)
+    diag = ((t - m * bm).clamp(max=bm) + bn - 1) // bn  # key tiles of the diagonal block
+    units_per_tile = (bm // 64) * (bn // 64)
+    total = 0
+    if isinstance(plan, BlockSparsePlan):
+        total = (
+            int(plan.block_count.sum())
+            + int(diag.sum()) * plan.heads.numel() * plan.seq_lens.numel()
+        )
+    else:
+        for b in range(plan.prefix.shape[0]):
+            for s in range(plan.prefix.shape[1]):
+                p = int(plan.prefix[b, s])
+                tiles = (torch.minimum(m * bm, torch.tensor(p)) // bn).sum()
+                r = int(plan.run_count[b, s])
+                lo_e, hi_e = plan.run_lo[b, s, :r].long(), plan.run_hi[b, s, :r].long()
+                for chunk in range(0, n_m, 1024):
+                    mm = m[chunk : chunk + 1024, None] * kb
+                    lo = torch.clamp((mm - hi_e) * bn, min=p)
+                    hi = (mm - lo_e + 1) * bn
+                    tiles += ((hi - lo).clamp(min=0) // bn).sum()
+                tiles += ((plan.column_count[b, s].long() + bn - 1) // bn).sum()
+                total += int(tiles) + int(diag.sum())
+    nb = -(-t // 64)
+    dense = nb * (nb + 1) // 2 * plan.heads.numel() * plan.seq_lens.numel()
+    return total * units_per_tile / dense
+
+
+def _block_rows(plan: Plan, b: int, s: int, m: int) -> torch.Tensor:
+    """Mask rows of query block `m`, from the reference mask functions on a sliced plan view."""
+    fn = block_sparse_mask if isinstance(plan, BlockSparsePlan) else vertical_slash_mask
+    return fn(plan, b, s, rows=slice(m * plan.block_m, (m + 1) * plan.block_m))
+
+
+def sampled_parity(
+    case: Case,
+    plan: Plan,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    out: torch.Tensor,
+    heads: list[int],
+) -> dict[str, float]:
+    """Kernel vs fp32 reference and vs SDPA with the expanded mask, on sampled query blocks."""
+    b_sz, h, t, d = q.shape
+    bm = plan.block_m
+    n_m = -(-t // bm)
+    blocks = sorted({0, n_m // 3, n_m // 2, n_m - 2, n_m - 1} - {-1})
+    group = h // k.shape[1]
+    worst = {"max_abs_err_vs_ref": 0.0, "rel_err_vs_ref": 0.0, "ref_vs_sdpa_max_abs": 0.0}
+    for b in range(b_sz):
+        for s in heads:
+            rows = torch.cat([torch.arange(m * bm, min(t, (m + 1) * bm)) for m in blocks]).to(
+                q.device
+            )
+            mask = torch.cat(
+                [_block_rows(plan, b, s, m)[: min(t, (m + 1) * bm) - m * bm] for m in blocks]
+            )
+            qs = q[b, s, rows].float()
+            ks, vs = k[b, s // group].float(), v[b, s // group].float()
+            scores = (qs @ ks.T) / math.sqrt(d)
+            ref = torch.softmax(scores.masked_fill(~mask, float("-inf")), -1) @ vs
+            sdpa = torch.nn.functional.scaled_dot_product_attention(
+                qs[None, None], ks[None, None], vs[None, None], attn_mask=mask[None, None]
+            )[0, 0]
+            got = out[b, s, rows].float()
+            err = (got - ref).abs().max().item()
+            worst["max_abs_err_vs_ref"] = max(worst["max_abs_err_vs_ref"], err)
+            worst["rel_err_vs_ref"] = max(
+                worst["rel_err_vs_ref"], ((got - ref).norm() / ref.norm()).item()
+            )
+            worst["ref_vs_sdpa_max_abs"] = max(
+                worst["ref_vs_sdpa_max_abs"], (ref - sdpa).abs().max().item()
+            )
+            if torch.isnan(got).any():
+                worst["max_abs_err_vs_ref"] = float("nan")
+    return worst
