@@ -64,3 +64,19 @@ def test_plan_drops_blocks_on_or_right_of_the_diagonal() -> None:
     # query block 1 (keys 128..255) owns key blocks 2 and 3: only block 0 lies left of it
     assert plan.block_count.tolist() == [[[0, 1]]]
     assert plan.block_idx[0, 0, 1, 0].item() == 0
+
+
+def test_compact_plan_from_the_index_builder_equals_checked_plan() -> None:
+    from ragline.attention.patterns import block_sparse_indices
+
+    q, k, v = qkv(1, 4, 2, 700, 64, torch.bfloat16, seed=21)
+    idx = block_sparse_indices(q, k, 4)
+    lens = torch.tensor([700])
+    checked = plan_block_sparse(idx, lens, 700)
+    compact = plan_block_sparse(idx, lens, 700, compact=True)
+    assert torch.equal(checked.block_count, compact.block_count)
+    for s in range(4):
+        assert torch.equal(block_sparse_mask(checked, 0, s), block_sparse_mask(compact, 0, s))
+    out_c, _ = block_sparse(q, k, v, compact)
+    ref, _ = block_sparse_ref(q, k, v, checked)
+    assert_close(out_c, ref, lens, "compact plan")

@@ -104,3 +104,20 @@ def test_long_sequence_odd_length() -> None:
     out, _ = vertical_slash(q, k, v, plan)
     ref, _ = vertical_slash_ref(q, k, v, plan)
     assert_close(out, ref, torch.tensor([t]), "T=4097")
+
+
+@pytest.mark.parametrize(("sinks", "window", "t"), [(128, 300, 700), (100, 1, 500), (0, 64, 257)])
+def test_banded_plan_equals_general_plan(sinks: int, window: int, t: int) -> None:
+    from ragline.attention.patterns import a_shape_indices
+    from ragline.kernels import plan_banded
+
+    q, k, v = qkv(1, 4, 2, t, 64, torch.float16, seed=sinks + window)
+    lens = torch.tensor([t])
+    general = plan_vertical_slash(*a_shape_indices(1, 4, sinks, window), lens, t)
+    fast = plan_banded(sinks, window, lens, t, torch.arange(4))
+    for s in range(4):
+        assert torch.equal(vertical_slash_mask(general, 0, s), vertical_slash_mask(fast, 0, s))
+    assert torch.equal(general.cover, fast.cover) and torch.equal(general.prefix, fast.prefix)
+    out_g, _ = vertical_slash(q, k, v, general)
+    out_f, _ = vertical_slash(q, k, v, fast)
+    torch.testing.assert_close(out_g, out_f, atol=0, rtol=0)

@@ -51,7 +51,8 @@ def _attention(
         )
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
     runtime.sparse_calls += 1
-    out = sparse_prefill_layer(query, key, value, runtime.layer(layer, query.device), scale)
+    lp = runtime.layer(layer, query.device)
+    out = sparse_prefill_layer(query, key, value, lp, scale, runtime.plans)
     return out.transpose(1, 2).contiguous(), None
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ragline.attention.config import AShape, BlockSparse, Dense, SparsePrefillConfig, VerticalSlash
 
@@ -32,6 +32,9 @@ class LayerPatterns:
     max_slash: int
     any_estimated: bool
     max_top_k: int
+    band: tuple[int, int] | None
+    """(sinks, window) when every vertical-slash-kernel head is the same A-shape: one cached plan."""
+    vs_head_ids: tuple[int, ...]
 
 
 def _layer(patterns: list, device: torch.device) -> LayerPatterns:
@@ -58,9 +61,15 @@ def _layer(patterns: list, device: torch.device) -> LayerPatterns:
     def t(x: list, dtype: torch.dtype = torch.long) -> torch.Tensor:
         return torch.tensor(x, dtype=dtype, device=device)
 
+    shapes = {
+        (p.sinks, p.window) if isinstance(p, AShape) else None
+        for p in patterns
+        if not isinstance(p, BlockSparse)
+    }
+    band = next(iter(shapes)) if len(shapes) == 1 else None
     return LayerPatterns(
         t(vs), t(est, torch.bool), t(nv), t(ns), t(bs), t(topk),
-        max(nv, default=0), max(ns, default=0), any(est), max(topk, default=0),
+        max(nv, default=0), max(ns, default=0), any(est), max(topk, default=0), band, tuple(vs),
     )  # fmt: skip
 
 
@@ -73,6 +82,8 @@ class SparsePrefill:
         self.sparse_calls = 0
         """Layer calls that took the sparse path (the rest went to dense SDPA)."""
         self._layers: dict[tuple[int, str], LayerPatterns] = {}
+        self.plans: dict[tuple, object] = {}
+        """Plans that depend only on shapes (A-shape bands), shared by layers and calls."""
 
     def layer(self, idx: int, device: torch.device) -> LayerPatterns:
         key = (idx, str(device))
@@ -117,18 +128,25 @@ def _vs_indices(
 
 
 def sparse_prefill_layer(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lp: LayerPatterns, scale: float
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    lp: LayerPatterns,
+    scale: float,
+    plan_cache: dict[tuple, Any] | None = None,
 ) -> torch.Tensor:
     """Causal prefill attention of one layer with each head on its pattern: `[B, H, T, D]`.
 
     Args:
         q: `[B, H, T, D]`; k, v: `[B, H_kv, T, D]` (GQA read in place); no padding.
+        plan_cache: where plans that depend only on shapes are kept between layers and calls.
     """
     import torch
 
     from ragline.attention.patterns import block_sparse_indices
     from ragline.kernels import (
         block_sparse,
+        plan_banded,
         plan_block_sparse,
         plan_vertical_slash,
         vertical_slash,
@@ -138,7 +156,13 @@ def sparse_prefill_layer(
     kv_index = torch.arange(h, device=q.device) // (h // k.shape[1])
     seq_lens = torch.full((b,), t, dtype=torch.int32, device=q.device)
     out = torch.empty_like(q)
-    if lp.vs_heads.numel():
+    if lp.vs_heads.numel() and lp.band is not None:
+        key = (lp.band, b, t, lp.vs_head_ids, str(q.device))
+        cache = {} if plan_cache is None else plan_cache
+        if key not in cache:
+            cache[key] = plan_banded(*lp.band, seq_lens, t, lp.vs_heads)
+        vertical_slash(q, k, v, cache[key], scale=scale, out=out)
+    elif lp.vs_heads.numel():
         vertical, slash = _vs_indices(q, k, lp, kv_index)
         vs_plan = plan_vertical_slash(vertical, slash, seq_lens, t, heads=lp.vs_heads)
         vertical_slash(q, k, v, vs_plan, scale=scale, out=out)
@@ -148,6 +172,6 @@ def sparse_prefill_layer(
         )
         chosen = (lp.bs_top_k - _DIAGONAL_BLOCKS)[:, None, None]
         idx = torch.where(torch.arange(idx.shape[-1], device=q.device) < chosen, idx, -1)
-        bs_plan = plan_block_sparse(idx, seq_lens, t, heads=lp.bs_heads)
+        bs_plan = plan_block_sparse(idx, seq_lens, t, heads=lp.bs_heads, compact=True)
         block_sparse(q, k, v, bs_plan, scale=scale, out=out)
     return out

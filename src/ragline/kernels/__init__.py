@@ -22,6 +22,7 @@ from ragline.kernels.block_sparse import (
 from ragline.kernels.merge_states import merge_states, merge_states_ref
 from ragline.kernels.vertical_slash import (
     VerticalSlashPlan,
+    plan_banded,
     plan_vertical_slash,
     vertical_slash,
     vertical_slash_ref,
@@ -34,6 +35,7 @@ __all__ = [
     "block_sparse_ref",
     "merge_states",
     "merge_states_ref",
+    "plan_banded",
     "plan_block_sparse",
     "plan_vertical_slash",
     "vertical_slash",

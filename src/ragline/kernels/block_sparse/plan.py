@@ -39,6 +39,7 @@ def plan_block_sparse(
     heads: torch.Tensor | None = None,
     block_m: int = 128,
     block_n: int = 64,
+    compact: bool = False,
 ) -> BlockSparsePlan:
     """Keep, per query block, the listed key blocks left of its diagonal, compacted, no host sync.
 
@@ -47,6 +48,8 @@ def plan_block_sparse(
             of the diagonal and repeats are dropped (the diagonal block is always computed).
         seq_lens: `[B]` valid tokens per sequence.
         num_tokens: padded length `T`; `NM = cdiv(T, block_m)`.
+        compact: the caller guarantees each row lists distinct valid blocks first, then -1s
+            (what `block_sparse_indices` returns): skip the sorting and checks.
     """
     import torch
 
@@ -57,14 +60,24 @@ def plan_block_sparse(
             f"got {tuple(block_idx.shape)}, {block_m}/{block_n}"
         )
     dev = block_idx.device
+    slots = block_idx.shape[1]
+    heads = torch.arange(slots, device=dev) if heads is None else heads.to(dev)
+    if compact:
+        return BlockSparsePlan(
+            seq_lens=seq_lens.to(device=dev, dtype=torch.int32),
+            heads=heads.to(torch.int32),
+            block_idx=block_idx.clamp(min=0).to(torch.int32).contiguous(),
+            block_count=(block_idx >= 0).sum(-1, dtype=torch.int32),
+            num_tokens=num_tokens,
+            block_m=block_m,
+            block_n=block_n,
+        )
     limit = (torch.arange(n_m, device=dev) * (block_m // block_n))[None, None, :, None]
     idx = block_idx.long()
     idx = torch.where((idx >= 0) & (idx < limit), idx, 2**31 - 1).sort(-1).values
     dup = torch.nn.functional.pad(idx[..., 1:] == idx[..., :-1], (1, 0))
     idx = torch.where(dup, 2**31 - 1, idx).sort(-1).values
     count = (idx < 2**31 - 1).sum(-1, dtype=torch.int32)
-    slots = block_idx.shape[1]
-    heads = torch.arange(slots, device=dev) if heads is None else heads.to(dev)
     return BlockSparsePlan(
         seq_lens=seq_lens.to(device=dev, dtype=torch.int32),
         heads=heads.to(torch.int32),

@@ -6,7 +6,11 @@ import math
 from typing import TYPE_CHECKING
 
 from ragline.kernels._common import check_qkv, import_triton, use_triton
-from ragline.kernels.vertical_slash.plan import VerticalSlashPlan, plan_vertical_slash
+from ragline.kernels.vertical_slash.plan import (
+    VerticalSlashPlan,
+    plan_banded,
+    plan_vertical_slash,
+)
 from ragline.kernels.vertical_slash.reference import vertical_slash_mask, vertical_slash_ref
 
 if TYPE_CHECKING:
@@ -14,6 +18,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "VerticalSlashPlan",
+    "plan_banded",
     "plan_vertical_slash",
     "vertical_slash",
     "vertical_slash_mask",

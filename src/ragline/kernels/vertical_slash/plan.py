@@ -10,7 +10,7 @@ from ragline.errors import KernelUnavailable
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["BIG", "VerticalSlashPlan", "plan_vertical_slash"]
+__all__ = ["BIG", "VerticalSlashPlan", "plan_banded", "plan_vertical_slash"]
 
 BIG = 2**31 - 1  # padding for sorted column lists: past every real column
 
@@ -134,6 +134,58 @@ def plan_vertical_slash(
         column_count=column_count.contiguous(),
         vertical=vertical,
         slash=slash,
+        num_tokens=num_tokens,
+        block_m=block_m,
+        block_n=block_n,
+    )
+
+
+def plan_banded(
+    sinks: int,
+    window: int,
+    seq_lens: torch.Tensor,
+    num_tokens: int,
+    heads: torch.Tensor,
+    *,
+    block_m: int = 128,
+    block_n: int = 64,
+) -> VerticalSlashPlan:
+    """The plan of columns `0..sinks-1` and diagonals `0..window-1` on every slot, built directly.
+
+    Same pattern as `plan_vertical_slash(arange(sinks), arange(window), ...)` (A-shape, or
+    banded vertical-slash) in a dozen small tensor ops instead of the general sort/scatter path.
+
+    Args:
+        heads: `[S]` query heads the slots compute (on the target device).
+    """
+    import torch
+
+    dev = heads.device
+    bsz, slots = seq_lens.shape[0], heads.shape[0]
+    sinks, window = min(sinks, num_tokens), max(1, min(window, num_tokens))
+    n_cover = -(-num_tokens // block_n) + 1
+    n_mblocks = -(-num_tokens // block_m)
+    prefix = sinks // block_n * block_n
+    e_max = min(-(-(window - 1) // block_n), n_cover - 1)  # slashes cover offsets 1..e_max
+    e = torch.arange(n_cover, device=dev)
+    cover = ((e >= 1) & (e <= e_max)).to(torch.int8)
+    rest = torch.arange(prefix, max(sinks, prefix + 1), device=dev, dtype=torch.int32)
+    rest = torch.where(rest < sinks, rest, BIG)
+    starts = torch.arange(n_mblocks, device=dev) * block_m
+    counts = (starts - prefix).clamp(0, sinks - prefix).to(torch.int32)
+    one = torch.ones((bsz, slots, 1), dtype=torch.int32, device=dev)
+    return VerticalSlashPlan(
+        seq_lens=seq_lens.to(device=dev, dtype=torch.int32),
+        heads=heads.to(torch.int32),
+        prefix=torch.full((bsz, slots), prefix, dtype=torch.int32, device=dev),
+        cover=cover.expand(bsz, slots, n_cover).contiguous(),
+        run_lo=one,
+        run_hi=one * e_max,
+        run_count=torch.full((bsz, slots), int(e_max >= 1), dtype=torch.int32, device=dev),
+        columns=rest.expand(bsz, slots, rest.shape[0]).contiguous(),
+        column_count=counts.expand(bsz, slots, n_mblocks).contiguous(),
+        vertical=torch.arange(sinks, device=dev).expand(bsz, slots, sinks),
+        slash=torch.arange(window, device=dev).expand(bsz, slots, window),
         num_tokens=num_tokens,
         block_m=block_m,
         block_n=block_n,
