@@ -89,3 +89,12 @@ def test_generator_rejects_unknown_method(tmp_path: Path) -> None:
     (tmp_path / "p.yaml").write_text(text)
     with pytest.raises(ConfigError, match="prefill"):
         Pipeline.from_yaml(tmp_path / "p.yaml")
+
+
+def test_switch_over_is_the_measured_length_of_the_slowest_pattern() -> None:
+    from ragline.attention.config import BlockSparse, Dense
+    from ragline.attention.prefill import switch_over
+
+    assert switch_over(uniform_config("m", 1, 2, AShape())) == 16384
+    mixed = SparsePrefillConfig(model="m", layers=[[AShape(), BlockSparse(), Dense()]])
+    assert switch_over(mixed) == 32768

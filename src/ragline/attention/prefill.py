@@ -21,12 +21,20 @@ from ragline.attention.config import (
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
-__all__ = ["SWITCH_OVER_TOKENS", "PrefillConfig", "install_prefill", "resolve_patterns"]
+__all__ = [
+    "SWITCH_OVER_TOKENS",
+    "PrefillConfig",
+    "install_prefill",
+    "resolve_patterns",
+    "switch_over",
+]
 
-#: Prompts shorter than this prefill densely. Measured on an H100 (benchmarks/sparse_prefill.py,
-#: Llama-3-8B attention shape): from here up every pattern at its reference budget is faster
-#: than cuDNN's dense attention; below it the sparse path is not enabled.
-SWITCH_OVER_TOKENS = 16384
+#: Shortest prompt each pattern prefills sparsely, measured on an H100 (benchmarks/results/
+#: sparse_prefill_h100.json, Llama-3-8B attention shape, reference budgets, index building
+#: included): A-shape beats cuDNN dense from 16K (1.19x); banded vertical-slash and block-sparse
+#: are slower at 16K (0.87x, 0.72x) and faster from 32K (1.83x, 1.60x). Lengths between 16K and
+#: 32K were not measured, so the switch sits at the first measured length that wins.
+SWITCH_OVER_TOKENS = {"a_shape": 16384, "vertical_slash": 32768, "block_sparse": 32768, "dense": 0}
 
 Method = Literal["dense", "minference", "a_shape", "vertical_slash", "block_sparse"]
 _UNIFORM: dict[str, HeadPattern] = {
@@ -52,7 +60,8 @@ class PrefillConfig(BaseModel):
     config: str = "auto"
     """`auto` or the path of a JSON config written by `ragline calibrate`."""
     min_len: int | None = Field(default=None, ge=1)
-    """Shortest prompt that prefills sparsely; default: the measured `SWITCH_OVER_TOKENS`."""
+    """Shortest prompt that prefills sparsely; default: the measured switch-over of the patterns
+    in use (`SWITCH_OVER_TOKENS`)."""
 
 
 def resolve_patterns(
@@ -73,6 +82,12 @@ def resolve_patterns(
     return cfg
 
 
+def switch_over(patterns: SparsePrefillConfig) -> int:
+    """The measured switch-over length of the slowest-to-pay-off pattern the config uses."""
+    used = {p.pattern for layer in patterns.layers for p in layer}
+    return max(SWITCH_OVER_TOKENS[name] for name in used)
+
+
 def install_prefill(model: PreTrainedModel, model_name: str, prefill: PrefillConfig) -> bool:
     """Install sparse prefill on `model` as `prefill` asks; returns whether it did.
 
@@ -86,6 +101,6 @@ def install_prefill(model: PreTrainedModel, model_name: str, prefill: PrefillCon
     patterns = resolve_patterns(prefill, model_name, cfg.num_hidden_layers, cfg.num_attention_heads)
     if patterns is None:
         return False
-    min_len = prefill.min_len or SWITCH_OVER_TOKENS
+    min_len = prefill.min_len or switch_over(patterns)
     install_sparse_prefill(model, SparsePrefill(patterns, min_len=min_len))
     return True
