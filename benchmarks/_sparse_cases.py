@@ -81,39 +81,6 @@ def reference_cases() -> list[Case]:
     ]
 
 
-def density(plan: Plan) -> float:
-    """Tiles computed (64 x 64 units, masked diagonal tiles counted whole) / dense causal tiles."""
-    t, bm, bn = plan.num_tokens, plan.block_m, plan.block_n
-    kb = bm // bn
-    n_m = -(-t // bm)
-    m = torch.arange(n_m, device=plan.seq_lens.device)
-    diag = ((t - m * bm).clamp(max=bm) + bn - 1) // bn  # key tiles of the diagonal block
-    units_per_tile = (bm // 64) * (bn // 64)
-    total = 0
-    if isinstance(plan, BlockSparsePlan):
-        total = (
-            int(plan.block_count.sum())
-            + int(diag.sum()) * plan.heads.numel() * plan.seq_lens.numel()
-        )
-    else:
-        for b in range(plan.prefix.shape[0]):
-            for s in range(plan.prefix.shape[1]):
-                p = int(plan.prefix[b, s])
-                tiles = (torch.minimum(m * bm, torch.tensor(p)) // bn).sum()
-                r = int(plan.run_count[b, s])
-                lo_e, hi_e = plan.run_lo[b, s, :r].long(), plan.run_hi[b, s, :r].long()
-                for chunk in range(0, n_m, 1024):
-                    mm = m[chunk : chunk + 1024, None] * kb
-                    lo = torch.clamp((mm - hi_e) * bn, min=p)
-                    hi = (mm - lo_e + 1) * bn
-                    tiles += ((hi - lo).clamp(min=0) // bn).sum()
-                tiles += ((plan.column_count[b, s].long() + bn - 1) // bn).sum()
-                total += int(tiles) + int(diag.sum())
-    nb = -(-t // 64)
-    dense = nb * (nb + 1) // 2 * plan.heads.numel() * plan.seq_lens.numel()
-    return total * units_per_tile / dense
-
-
 def _block_rows(plan: Plan, b: int, s: int, m: int) -> torch.Tensor:
     """Mask rows of query block `m`, from the reference mask functions on a sliced plan view."""
     fn = block_sparse_mask if isinstance(plan, BlockSparsePlan) else vertical_slash_mask

@@ -29,10 +29,10 @@ from _sparse_cases import (
     Case,
     banded_case,
     block_sparse_case,
-    density,
     reference_cases,
     sampled_parity,
 )
+from ragline.kernels.density import plan_density as density
 
 H, H_KV, D = 32, 8, 128
 START = time.time()

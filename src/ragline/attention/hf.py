@@ -15,10 +15,18 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel
 
-__all__ = ["ATTENTION_NAME", "install_sparse_prefill", "register", "uninstall_sparse_prefill"]
+__all__ = [
+    "ATTENTION_NAME",
+    "capture_queries_keys",
+    "install_sparse_prefill",
+    "register",
+    "uninstall_sparse_prefill",
+]
 
 ATTENTION_NAME = "ragline_sparse"
+_CAPTURE_NAME = "ragline_capture"
 _RUNTIME_ATTR = "_ragline_sparse_prefill"
+_CAPTURE_ATTR = "_ragline_capture"
 
 
 def _attention(
@@ -95,3 +103,50 @@ def uninstall_sparse_prefill(model: PreTrainedModel, attn_implementation: str = 
         if hasattr(mod, _RUNTIME_ATTR):
             delattr(mod, _RUNTIME_ATTR)
     model.set_attn_implementation(attn_implementation)
+
+
+def _capture(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
+    """Dense SDPA that also records the layer's (post-RoPE) queries and keys."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    sink = getattr(module, _CAPTURE_ATTR, None)
+    if sink is not None:
+        sink[module.layer_idx] = (query.detach(), key.detach())
+    return sdpa_attention_forward(
+        module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+    )
+
+
+def capture_queries_keys(
+    model: PreTrainedModel, input_ids: torch.Tensor
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Run a dense forward pass and return each layer's `(q [B,H,T,D], k [B,H_kv,T,D])`."""
+    import torch
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+
+    AttentionInterface.register(_CAPTURE_NAME, _capture)
+    AttentionMaskInterface.register(_CAPTURE_NAME, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
+    before = model.config._attn_implementation
+    sink: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    layers = [m for m in model.modules() if isinstance(getattr(m, "layer_idx", None), int)]
+    for mod in layers:
+        setattr(mod, _CAPTURE_ATTR, sink)
+    model.set_attn_implementation(_CAPTURE_NAME)
+    try:
+        with torch.inference_mode():
+            model(input_ids=input_ids, use_cache=False, logits_to_keep=1)
+    finally:
+        for mod in layers:
+            delattr(mod, _CAPTURE_ATTR)
+        model.set_attn_implementation(before)
+    return [sink[i] for i in sorted(sink)]

@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return its exit status: 0 ok, 1 runtime error, 2 usage or configuration error."""
     import signal
 
-    from ragline.cli import commands, models, retrieval  # noqa: F401  (registers the commands)
+    from ragline.cli import calibrate, commands, models, retrieval  # noqa: F401  (registers the commands)
     from ragline.errors import RaglineError
 
     # `ragline ask ... | head` should end quietly when the reader goes away, like any Unix tool.
