@@ -92,7 +92,10 @@ def attention_recall(q: torch.Tensor, k: torch.Tensor, plans: list[Any]) -> torc
         rows = slice(r0, min(t, r0 + _ROW_CHUNK))
         n = rows.stop  # keys past the last row of the chunk are all masked
         s = q[0, :, rows].float() @ kk[:, :n].transpose(-1, -2) / math.sqrt(d)
-        causal = torch.arange(n)[None, :] <= torch.arange(rows.start, rows.stop)[:, None]
+        causal = (
+            torch.arange(n, device=q.device)[None, :]
+            <= torch.arange(rows.start, rows.stop, device=q.device)[:, None]
+        )
         p = torch.softmax(s.masked_fill(~causal, float("-inf")), -1)  # [H, C, n]
         for i, plan in enumerate(plans):
             fn = block_sparse_mask if isinstance(plan, BlockSparsePlan) else vertical_slash_mask

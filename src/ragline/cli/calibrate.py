@@ -75,6 +75,9 @@ def calibrate_cmd(
         int, typer.Option("--max-samples", min=1, help="Samples to average over.")
     ] = 3,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda.")] = "auto",
+    name: Annotated[
+        str | None, typer.Option("--name", help="Model name to record (default: MODEL as given).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Search each head's best sparse-prefill pattern (A-shape, vertical-slash, block-sparse) by attention recall.
@@ -90,7 +93,7 @@ def calibrate_cmd(
     from ragline.models.loader import load_causal_lm
 
     texts = read_sample_texts(samples)
-    lm = load_causal_lm(model, dtype="float32" if device == "cpu" else "auto", device=device)
+    lm = load_causal_lm(model, dtype="float32", device=device)
     token_samples = _token_samples(lm.tokenizer, texts, seq_len, max_samples)
     if not token_samples:
         raise UsageError(f"--samples {samples}: fewer than 256 tokens of text")
@@ -102,7 +105,7 @@ def calibrate_cmd(
         )
     length = min(len(s) for s in token_samples)
     captured = [[(q[:, :, :length], k[:, :, :length]) for q, k in s] for s in captured]
-    config, report = calibrate_model(captured, model, length, budget)
+    config, report = calibrate_model(captured, name or model, length, budget)
     out.parent.mkdir(parents=True, exist_ok=True)
     config.save(out)
     report.update({"out": str(out), "samples": len(token_samples), "seq_len": length})
