@@ -1,14 +1,13 @@
 """Offline per-head pattern search: attention-mass recall of equal-cost candidates, best per head.
 
 For each sample, each layer's queries and keys are captured from a dense pass; per head, the
-recall of a candidate is the softmax mass its mask keeps, averaged over query rows. Rows are
-processed in chunks, so no `T x T` matrix is ever held. The masks are the kernels' own
-(`vertical_slash_mask`, `block_sparse_mask`), so a recall describes exactly what will run.
+recall of a candidate is the softmax mass its pattern keeps, averaged over query rows, read
+from the sparse ops' log-sum-exps (no `T x T` matrix is ever held), so a recall describes
+exactly what the kernels will compute.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -24,8 +23,6 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = ["Candidate", "attention_recall", "calibrate_model", "candidates_for_budget"]
-
-_ROW_CHUNK = 256
 
 
 @dataclass(frozen=True)
@@ -73,35 +70,29 @@ def _plan(q: torch.Tensor, k: torch.Tensor, pattern: HeadPattern) -> Any:
 
 
 def attention_recall(q: torch.Tensor, k: torch.Tensor, plans: list[Any]) -> torch.Tensor:
-    """`[P, H]` mean over query rows of the softmax mass each plan's mask keeps (batch 1).
+    """`[P, H]` mean over query rows of the softmax mass each plan keeps (batch 1).
+
+    The mass row `i` keeps is `exp(lse_plan_i - lse_dense_i)`: the sparse op's own log-sum-exp
+    over the keys it reads against the dense one, so the recall is exactly that of the kernel's
+    pattern, computed in one launch per plan (the reference ops on a CPU), never as `T x T`.
 
     Args:
         q: `[1, H, T, D]`; k: `[1, H_kv, T, D]`; plans: `VerticalSlashPlan`/`BlockSparsePlan`s.
     """
     import torch
 
-    from ragline.kernels import BlockSparsePlan
-    from ragline.kernels.block_sparse import block_sparse_mask
-    from ragline.kernels.vertical_slash import vertical_slash_mask
+    from ragline.kernels import BlockSparsePlan, block_sparse, plan_banded, vertical_slash
 
-    _, h, t, d = q.shape
-    group = h // k.shape[1]
-    kk = k[0].float().repeat_interleave(group, 0)  # [H, T, D]
-    kept = torch.zeros(len(plans), h, dtype=torch.float64)
-    for r0 in range(0, t, _ROW_CHUNK):
-        rows = slice(r0, min(t, r0 + _ROW_CHUNK))
-        n = rows.stop  # keys past the last row of the chunk are all masked
-        s = q[0, :, rows].float() @ kk[:, :n].transpose(-1, -2) / math.sqrt(d)
-        causal = (
-            torch.arange(n, device=q.device)[None, :]
-            <= torch.arange(rows.start, rows.stop, device=q.device)[:, None]
-        )
-        p = torch.softmax(s.masked_fill(~causal, float("-inf")), -1)  # [H, C, n]
-        for i, plan in enumerate(plans):
-            fn = block_sparse_mask if isinstance(plan, BlockSparsePlan) else vertical_slash_mask
-            mask = torch.stack([fn(plan, 0, hh, rows=rows)[:, :n] for hh in range(h)])
-            kept[i] += (p * mask).sum((-1, -2)).double().cpu()
-    return (kept / t).float()
+    _, h, t, _ = q.shape
+    lens = torch.full((1,), t, dtype=torch.int32, device=q.device)
+    dense_plan = plan_banded(0, t, lens, t, torch.arange(h, device=q.device))
+    _, lse_dense = vertical_slash(q, k, k, dense_plan)
+    out = []
+    for plan in plans:
+        op = block_sparse if isinstance(plan, BlockSparsePlan) else vertical_slash
+        _, lse = op(q, k, k, plan)
+        out.append(torch.exp(lse[0] - lse_dense[0]).mean(-1).float().cpu())
+    return torch.stack(out)
 
 
 def calibrate_model(
