@@ -11,6 +11,24 @@ from ragline.cli import main
 REPO = Path(__file__).resolve().parents[2]
 
 
+def _model_with_head_dim_64(tiny_lm_dir: Path, tmp_path: Path) -> Path:
+    """The tiny random Llama with head dim 64 (the kernels' smallest), same tokenizer."""
+    import shutil
+
+    import torch
+    from transformers import AutoConfig, LlamaForCausalLM
+
+    cfg = AutoConfig.from_pretrained(tiny_lm_dir)
+    cfg.head_dim = 64
+    torch.manual_seed(0)
+    out = tmp_path / "tiny64"
+    LlamaForCausalLM(cfg).save_pretrained(out)
+    for f in tiny_lm_dir.iterdir():
+        if f.name.startswith(("tokenizer", "special_tokens", "chat_template")):
+            shutil.copy(f, out / f.name)
+    return out
+
+
 def _samples(tmp_path: Path) -> Path:
     path = tmp_path / "samples.jsonl"
     docs = sorted((REPO / "examples" / "corpus").glob("*.md"))
@@ -20,14 +38,15 @@ def _samples(tmp_path: Path) -> Path:
 
 def test_calibrate_writes_a_valid_config(tiny_lm_dir: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "cfg.json"
+    model = _model_with_head_dim_64(tiny_lm_dir, tmp_path)
     code = main(
-        ["calibrate", str(tiny_lm_dir), "--samples", str(_samples(tmp_path)), "--out", str(out),
+        ["calibrate", str(model), "--samples", str(_samples(tmp_path)), "--out", str(out),
          "--seq-len", "300", "--budget", "0.3", "--max-samples", "2", "--device", "cpu", "--json"]
     )  # fmt: skip
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     cfg = load_pattern_config(out)
-    assert cfg.model == str(tiny_lm_dir) and cfg.samples == 2 and cfg.seq_len == 300
+    assert cfg.model == str(model) and cfg.samples == 2 and cfg.seq_len == 300
     assert len(cfg.layers) == 2 and all(len(layer) == 4 for layer in cfg.layers)
     assert {c["pattern"] for c in report["candidates"]} == {
         "a_shape",
