@@ -98,3 +98,14 @@ def test_switch_over_is_the_measured_length_of_the_slowest_pattern() -> None:
     assert switch_over(uniform_config("m", 1, 2, AShape())) == 16384
     mixed = SparsePrefillConfig(model="m", layers=[[AShape(), BlockSparse(), Dense()]])
     assert switch_over(mixed) == 32768
+
+
+def test_shipped_smollm2_config_loads_and_auto_picks_it() -> None:
+    from ragline.attention.config import shipped_config
+
+    cfg = shipped_config("smollm2-135m-instruct")
+    assert cfg is not None and cfg.model == "smollm2-135m-instruct"
+    cfg.check_shape(30, 9)  # SmolLM2-135M: 30 layers, 9 query heads
+    assert all(h.recall is not None for layer in cfg.layers for h in layer)
+    auto = resolve_patterns(PrefillConfig(method="minference"), "smollm2-135m-instruct", 30, 9)
+    assert auto == cfg
