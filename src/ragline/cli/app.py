@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     import signal
 
     # Importing the command modules registers their commands.
-    from ragline.cli import commands, compress, models, retrieval, serve  # noqa: F401
+    from ragline.cli import calibrate, commands, compress, models, retrieval, serve  # noqa: F401
     from ragline.errors import RaglineError
 
     # `ragline ask ... | head` should end quietly when the reader goes away, like any Unix tool.

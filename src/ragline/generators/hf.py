@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
+from ragline.attention.prefill import PrefillConfig
 from ragline.errors import RaglineError
 from ragline.generators.answer import finish_answer, prompt_of
 from ragline.generators.detokenize import StreamingDetokenizer
@@ -41,6 +42,9 @@ class HFGeneratorConfig(StageConfig):
     """Use the tokenizer's chat template when it has one."""
     stop: list[str] = Field(default_factory=list)
     """Stop generating when the answer contains any of these strings (not included in the answer)."""
+    prefill: PrefillConfig = Field(default_factory=PrefillConfig)
+    """Prefill attention: `{method: dense | minference | a_shape | vertical_slash | block_sparse,
+    config: auto | PATH, min_len}`; long prompts only, decoding stays dense."""
 
 
 def _pick_next(
@@ -122,9 +126,14 @@ class HFGenerator(ConfiguredStage[HFGeneratorConfig]):
         if self._lm is None:
             from ragline.models.loader import load_causal_lm
 
-            self._lm = load_causal_lm(
+            lm = load_causal_lm(
                 self.config.model, dtype=self.config.dtype, device=self.config.device
             )
+            if self.config.prefill.method != "dense":
+                from ragline.attention.prefill import install_prefill
+
+                install_prefill(lm.model, self.config.model, self.config.prefill)
+            self._lm = lm
 
     def _encode(self, prompt: Prompt) -> torch.Tensor:
         assert self._lm is not None

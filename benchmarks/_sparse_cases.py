@@ -1,0 +1,138 @@
+"""Sparse-prefill benchmark cases: index builders + kernels, tile density, sampled-row parity."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ragline.attention.patterns import block_sparse_indices, vertical_slash_indices
+from ragline.kernels import (
+    BlockSparsePlan,
+    VerticalSlashPlan,
+    block_sparse,
+    plan_banded,
+    plan_block_sparse,
+    plan_vertical_slash,
+    vertical_slash,
+)
+from ragline.kernels.block_sparse import block_sparse_mask
+from ragline.kernels.vertical_slash import vertical_slash_mask
+
+Plan = VerticalSlashPlan | BlockSparsePlan
+
+
+@dataclass(frozen=True)
+class Case:
+    """One pattern at one budget: `build(q, k)` makes the plan (index building), `run` the kernel."""
+
+    pattern: str
+    indices: str
+    budget: str
+    build: Callable[[torch.Tensor, torch.Tensor], Plan]
+
+    def run(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: Plan, **kw: Any) -> Any:
+        if isinstance(plan, BlockSparsePlan):
+            return block_sparse(q, k, v, plan, **kw)
+        return vertical_slash(q, k, v, plan, **kw)
+
+
+def _lens(q: torch.Tensor) -> torch.Tensor:
+    return torch.full((q.shape[0],), q.shape[2], dtype=torch.int32, device=q.device)
+
+
+def block_sparse_case(top_k: int) -> Case:
+    def build(q: torch.Tensor, k: torch.Tensor) -> Plan:
+        idx = block_sparse_indices(q, k, top_k)
+        return plan_block_sparse(idx, _lens(q), q.shape[2], compact=True)
+
+    return Case("block_sparse", f"top{top_k}", f"top-{top_k} blocks of 64", build)
+
+
+def banded_case(n_vertical: int, n_slash: int, pattern: str = "vertical_slash") -> Case:
+    """First `n_vertical` columns and `n_slash` nearest diagonals (A-shape is the same shape)."""
+
+    def build(q: torch.Tensor, k: torch.Tensor) -> Plan:
+        heads = torch.arange(q.shape[1], device=q.device)
+        return plan_banded(n_vertical, n_slash, _lens(q), q.shape[2], heads)
+
+    indices = "fixed" if pattern == "a_shape" else "banded"
+    return Case(pattern, indices, f"{n_vertical}/{n_slash}", build)
+
+
+def estimated_case(n_vertical: int, n_slash: int, label: str) -> Case:
+    def build(q: torch.Tensor, k: torch.Tensor) -> Plan:
+        v_idx, s_idx = vertical_slash_indices(q, k, n_vertical, n_slash)
+        return plan_vertical_slash(v_idx, s_idx, _lens(q), q.shape[2])
+
+    return Case("vertical_slash", label, f"{n_vertical}/{n_slash}", build)
+
+
+def reference_cases() -> list[Case]:
+    """The issue's reference budgets."""
+    return [
+        block_sparse_case(100),
+        banded_case(1000, 6096),
+        estimated_case(1000, 6096, "estimated_random"),
+        banded_case(128, 3968, pattern="a_shape"),
+    ]
+
+
+def _block_rows(plan: Plan, b: int, s: int, m: int) -> torch.Tensor:
+    """Mask rows of query block `m`, from the reference mask functions on a sliced plan view."""
+    fn = block_sparse_mask if isinstance(plan, BlockSparsePlan) else vertical_slash_mask
+    return fn(plan, b, s, rows=slice(m * plan.block_m, (m + 1) * plan.block_m))
+
+
+def sampled_parity(
+    case: Case,
+    plan: Plan,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    out: torch.Tensor,
+    heads: list[int],
+) -> dict[str, float]:
+    """Kernel vs fp32 reference and vs SDPA with the expanded mask, on sampled query blocks.
+
+    Errors are reported over all sampled rows and over the last two query blocks alone (where
+    the patterns differ most from dense); rows and keys past a sequence's length are excluded.
+    """
+    b_sz, h, _, d = q.shape
+    bm = plan.block_m
+    group = h // k.shape[1]
+    worst = {"rel_err_vs_ref": 0.0, "max_abs_err_vs_ref": 0.0, "rel_err_last_blocks": 0.0,
+             "max_abs_err_last_blocks": 0.0, "ref_vs_sdpa_max_abs": 0.0, "nan": False}  # fmt: skip
+    for b in range(b_sz):
+        n = int(plan.seq_lens[b])
+        n_m = -(-n // bm)
+        blocks = sorted({0, n_m // 3, n_m // 2, max(0, n_m - 2), n_m - 1})
+        for s in heads:
+            parts = [
+                (m, torch.arange(m * bm, min(n, (m + 1) * bm), device=q.device)) for m in blocks
+            ]
+            rows = torch.cat([r for _, r in parts])
+            mask = torch.cat([_block_rows(plan, b, s, m)[: len(r), :n] for m, r in parts])
+            qs = q[b, s, rows].float()
+            ks, vs = k[b, s // group, :n].float(), v[b, s // group, :n].float()
+            scores = (qs @ ks.T) / math.sqrt(d)
+            ref = torch.softmax(scores.masked_fill(~mask, float("-inf")), -1) @ vs
+            sdpa = torch.nn.functional.scaled_dot_product_attention(
+                qs[None, None], ks[None, None], vs[None, None], attn_mask=mask[None, None]
+            )[0, 0]
+            got = out[b, s, rows].float()
+            last = rows >= max(0, n_m - 2) * bm
+            for key, sel in (("vs_ref", slice(None)), ("last_blocks", last)):
+                g, r = got[sel], ref[sel]
+                k_rel = "rel_err_" + key
+                k_max = "max_abs_err_" + key
+                worst[k_rel] = max(worst[k_rel], ((g - r).norm() / r.norm()).item())
+                worst[k_max] = max(worst[k_max], (g - r).abs().max().item())
+            worst["ref_vs_sdpa_max_abs"] = max(
+                worst["ref_vs_sdpa_max_abs"], (ref - sdpa).abs().max().item()
+            )
+            worst["nan"] = worst["nan"] or bool(torch.isnan(got).any())
+    return worst

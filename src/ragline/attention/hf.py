@@ -1,0 +1,152 @@
+"""transformers adapter: the `ragline_sparse` attention and mask functions, and installing them.
+
+The only module that touches transformers' attention internals. Prefill of a prompt of at least
+`min_len` tokens with no padding goes to `sparse_prefill_layer`; everything else (short prompts,
+decode steps, padded batches, sliding-window layers) goes to transformers' own SDPA function.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ragline.attention.sparse import SparsePrefill, sparse_prefill_layer
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel
+
+__all__ = [
+    "ATTENTION_NAME",
+    "capture_queries_keys",
+    "install_sparse_prefill",
+    "register",
+    "uninstall_sparse_prefill",
+]
+
+ATTENTION_NAME = "ragline_sparse"
+_CAPTURE_NAME = "ragline_capture"
+_RUNTIME_ATTR = "_ragline_sparse_prefill"
+_CAPTURE_ATTR = "_ragline_capture"
+
+
+def _attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
+    """transformers attention function: `query [B, H, T, D]`, `key/value [B, H_kv, S, D]` ->
+    `([B, T, H, D], None)`."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    runtime: SparsePrefill | None = getattr(module, _RUNTIME_ATTR, None)
+    t = query.shape[2]
+    layer = getattr(module, "layer_idx", None)
+    if (
+        runtime is None
+        or layer is None
+        or attention_mask is not None  # padding, sliding windows, or a cache with earlier tokens
+        or t < runtime.min_len
+        or key.shape[2] != t
+        or kwargs.get("sliding_window")
+    ):
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+        )
+    scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+    runtime.sparse_calls += 1
+    lp = runtime.layer(layer, query.device)
+    out = sparse_prefill_layer(query, key, value, lp, scale, runtime.plans)
+    return out.transpose(1, 2).contiguous(), None
+
+
+def register() -> None:
+    """Register `ragline_sparse` with transformers' AttentionInterface and AttentionMaskInterface.
+
+    The mask function is transformers' own SDPA mask function (whatever its signature in the
+    installed version): it returns None for plain causal prefill, which is what selects the
+    sparse path, and a real mask wherever dense SDPA must run.
+    """
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+
+    AttentionInterface.register(ATTENTION_NAME, _attention)
+    AttentionMaskInterface.register(ATTENTION_NAME, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
+
+
+def install_sparse_prefill(model: PreTrainedModel, runtime: SparsePrefill) -> None:
+    """Route `model`'s attention through `ragline_sparse` with `runtime`'s per-head patterns.
+
+    Example:
+        >>> from ragline.attention.config import DEFAULT_PATTERN, uniform_config
+        >>> cfg = uniform_config("m", 2, 4, DEFAULT_PATTERN)
+        >>> install_sparse_prefill(model, SparsePrefill(cfg, min_len=16384))  # doctest: +SKIP
+    """
+    cfg = model.config
+    runtime.config.check_shape(cfg.num_hidden_layers, cfg.num_attention_heads)
+    register()
+    for mod in model.modules():
+        if isinstance(getattr(mod, "layer_idx", None), int) and hasattr(
+            mod, "num_key_value_groups"
+        ):
+            setattr(mod, _RUNTIME_ATTR, runtime)
+    model.set_attn_implementation(ATTENTION_NAME)
+
+
+def uninstall_sparse_prefill(model: PreTrainedModel, attn_implementation: str = "sdpa") -> None:
+    """Undo `install_sparse_prefill`."""
+    for mod in model.modules():
+        if hasattr(mod, _RUNTIME_ATTR):
+            delattr(mod, _RUNTIME_ATTR)
+    model.set_attn_implementation(attn_implementation)
+
+
+def _capture(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
+    """Dense SDPA that also records the layer's (post-RoPE) queries and keys."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    sink = getattr(module, _CAPTURE_ATTR, None)
+    if sink is not None:
+        sink[module.layer_idx] = (query.detach(), key.detach())
+    return sdpa_attention_forward(
+        module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+    )
+
+
+def capture_queries_keys(
+    model: PreTrainedModel, input_ids: torch.Tensor
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Run a dense forward pass and return each layer's `(q [B,H,T,D], k [B,H_kv,T,D])`."""
+    import torch
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+
+    AttentionInterface.register(_CAPTURE_NAME, _capture)
+    AttentionMaskInterface.register(_CAPTURE_NAME, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
+    before = model.config._attn_implementation
+    sink: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    layers = [m for m in model.modules() if isinstance(getattr(m, "layer_idx", None), int)]
+    for mod in layers:
+        setattr(mod, _CAPTURE_ATTR, sink)
+    model.set_attn_implementation(_CAPTURE_NAME)
+    try:
+        with torch.inference_mode():
+            model(input_ids=input_ids, use_cache=False, logits_to_keep=1)
+    finally:
+        for mod in layers:
+            delattr(mod, _CAPTURE_ATTR)
+        model.set_attn_implementation(before)
+    return [sink[i] for i in sorted(sink)]

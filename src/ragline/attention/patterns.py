@@ -1,0 +1,259 @@
+"""Online index builders for sparse prefill, in torch on the inputs' device (no Python head loops).
+
+- vertical-slash: from the softmax of the last `last_q` queries, the key columns with the most
+  mass (vertical) and the diagonal offsets with the most mass (slash), forced sinks and local
+  diagonals included;
+- block-sparse: from mean-pooled query blocks against mean-pooled key blocks, the top-k key
+  blocks per query block (the first block forced; the diagonal block is always computed);
+- A-shape: from sizes alone (the first `sinks` columns and the `window` nearest diagonals).
+
+Shapes: `q [B, H, T, D]`, `k [B, H_kv, T, D]`; returned indices are int32 and padded with -1.
+`*_ref` versions spell the same statistics out with loops, for tests.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "a_shape_indices",
+    "block_sparse_indices",
+    "block_sparse_scores",
+    "block_sparse_scores_ref",
+    "vertical_slash_indices",
+    "vertical_slash_scores",
+    "vertical_slash_scores_ref",
+]
+
+# Head chunks keep the score buffers near this many bytes (a 1M-token head is 256 MiB at 64 rows).
+_CHUNK_BYTES = 1 << 30
+
+
+def _chunks(h: int, per_head: int) -> list[slice]:
+    step = max(1, min(h, _CHUNK_BYTES // max(per_head, 1)))
+    return [slice(i, min(h, i + step)) for i in range(0, h, step)]
+
+
+def _kv_index(kv_index: torch.Tensor | None, h: int, k: torch.Tensor) -> torch.Tensor:
+    """Key head of each query head: given, or `arange(H) // (H / H_kv)`."""
+    import torch
+
+    if kv_index is not None:
+        return kv_index.to(device=k.device, dtype=torch.long)
+    return torch.arange(h, device=k.device) // (h // k.shape[1])
+
+
+def _kv_for(k: torch.Tensor, heads: slice, kv_index: torch.Tensor) -> torch.Tensor:
+    """Key heads for the query heads of `heads` (gathered: GQA groups share them)."""
+    return k.index_select(1, kv_index[heads])
+
+
+def vertical_slash_scores(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    seq_len: int,
+    *,
+    last_q: int = 64,
+    kv_index: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Column and diagonal attention mass of the last `last_q` queries before `seq_len`.
+
+    Returns `(vertical [B, H, T], slash [B, H, T])` float32: `vertical[j]` sums the softmax weight
+    the last queries give key `j`; `slash[o]` sums the weight at offset `o = query - key`.
+    `kv_index` `[H]` names the key head of each query head (default: consecutive GQA groups).
+    """
+    import torch
+
+    b, h, t, d = q.shape
+    kv_index = _kv_index(kv_index, h, k)
+    n = min(last_q, seq_len)
+    rows = torch.arange(seq_len - n, seq_len, device=q.device)
+    keys = torch.arange(t, device=q.device)
+    visible = (keys[None, :] <= rows[:, None]) & (keys[None, :] < seq_len)
+    vertical = torch.zeros(b, h, t, dtype=torch.float32, device=q.device)
+    slash = torch.zeros_like(vertical)
+    width = t + 2 * n
+    for hs in _chunks(h, 8 * n * width * 4):
+        s = q[:, hs, seq_len - n : seq_len].float() @ _kv_for(k, hs, kv_index).float().transpose(
+            -1, -2
+        )
+        p = torch.softmax((s / math.sqrt(d)).masked_fill(~visible, float("-inf")), -1)
+        vertical[:, hs] = p.sum(-2)
+        # offset o of row i (position seq_len - n + i) is key seq_len - 1 - (o + n - 1 - i): flip the
+        # keys about seq_len - 1, pad, and read rows with a stride one short of the row length.
+        flipped = p[..., :seq_len].flip(-1)
+        padded = torch.nn.functional.pad(flipped, (n, width - n - seq_len))
+        shifted = padded.as_strided(
+            (*padded.shape[:2], n, seq_len),
+            (padded.stride(0), padded.stride(1), width - 1, 1),
+            padded.storage_offset() + 2 * n - 1,
+        )
+        slash[:, hs, :seq_len] = shifted.sum(-2)
+    return vertical, slash
+
+
+def vertical_slash_scores_ref(
+    q: torch.Tensor, k: torch.Tensor, seq_len: int, *, last_q: int = 64
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Loop version of `vertical_slash_scores` (plain torch, for tests)."""
+    import torch
+
+    b, h, t, d = q.shape
+    group = h // k.shape[1]
+    n = min(last_q, seq_len)
+    vertical = torch.zeros(b, h, t)
+    slash = torch.zeros(b, h, t)
+    for bi in range(b):
+        for hi in range(h):
+            for pos in range(seq_len - n, seq_len):
+                s = q[bi, hi, pos].float() @ k[bi, hi // group, : pos + 1].float().T / math.sqrt(d)
+                p = torch.softmax(s, -1)
+                vertical[bi, hi, : pos + 1] += p
+                slash[bi, hi, : pos + 1] += p.flip(0)
+    return vertical, slash
+
+
+def vertical_slash_indices(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    n_vertical: int,
+    n_slash: int,
+    *,
+    seq_len: int | None = None,
+    last_q: int = 64,
+    sinks: int = 64,
+    local: int = 64,
+    kv_index: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top `n_vertical` columns and top `n_slash` diagonals per head, estimated from the last queries.
+
+    The first `sinks` columns and the `local` nearest diagonals are always kept (they count
+    towards the budgets). Returns `(vertical [B, H, NV], slash [B, H, NS])` int32.
+
+    Example:
+        >>> import torch
+        >>> q, k = torch.randn(1, 2, 512, 64), torch.randn(1, 1, 512, 64)
+        >>> v_idx, s_idx = vertical_slash_indices(q, k, 100, 200)
+        >>> v_idx.shape, s_idx.shape
+        (torch.Size([1, 2, 100]), torch.Size([1, 2, 200]))
+    """
+    import torch
+
+    t = q.shape[2]
+    seq_len = t if seq_len is None else seq_len
+    vertical, slash = vertical_slash_scores(q, k, seq_len, last_q=last_q, kv_index=kv_index)
+    vertical[..., : min(sinks, seq_len)] = float("inf")
+    slash[..., : min(local, seq_len)] = float("inf")
+    vertical[..., seq_len:] = float("-inf")
+    slash[..., seq_len:] = float("-inf")
+    nv, ns = min(n_vertical, seq_len), min(n_slash, seq_len)
+    v_idx = vertical.topk(nv, -1, sorted=False).indices.to(torch.int32)
+    s_idx = slash.topk(ns, -1, sorted=False).indices.to(torch.int32)
+    return v_idx, s_idx
+
+
+def a_shape_indices(
+    b: int, h: int, sinks: int, window: int, *, device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A-shape as vertical-slash indices: columns `0..sinks-1`, diagonals `0..window-1`."""
+    import torch
+
+    v_idx = torch.arange(sinks, dtype=torch.int32, device=device).expand(b, h, sinks)
+    s_idx = torch.arange(window, dtype=torch.int32, device=device).expand(b, h, window)
+    return v_idx.contiguous(), s_idx.contiguous()
+
+
+def _pool(x: torch.Tensor, block: int) -> torch.Tensor:
+    """Mean of each block of `block` rows (the last block may be short): `[B, H, cdiv(T, block), D]`."""
+    import torch
+
+    t = x.shape[2]
+    n = -(-t // block)
+    summed = torch.nn.functional.pad(x, (0, 0, 0, n * block - t)).unflatten(2, (n, block))
+    rows = (t - torch.arange(n, device=x.device) * block).clamp(max=block)
+    return summed.float().sum(3) / rows[:, None]
+
+
+def block_sparse_scores(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    *,
+    block_m: int = 128,
+    block_n: int = 64,
+    kv_index: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Scores of mean-pooled query blocks against mean-pooled key blocks: `[B, H, NM, NK]` float32.
+
+    Key blocks on or right of each query block's diagonal get -inf.
+    """
+    import torch
+
+    b, h, t, _d = q.shape
+    n_m, n_k = -(-t // block_m), -(-t // block_n)
+    kv_index = _kv_index(kv_index, h, k)
+    q_pool = _pool(q, block_m)
+    k_pool = _pool(k, block_n)
+    left = (
+        torch.arange(n_k, device=q.device)[None, :]
+        < (torch.arange(n_m, device=q.device) * (block_m // block_n))[:, None]
+    )
+    out = torch.empty(b, h, n_m, n_k, dtype=torch.float32, device=q.device)
+    for hs in _chunks(h, n_m * n_k * 4):
+        s = q_pool[:, hs] @ _kv_for(k_pool, hs, kv_index).transpose(-1, -2)
+        out[:, hs] = s.masked_fill(~left, float("-inf"))
+    return out
+
+
+def block_sparse_scores_ref(
+    q: torch.Tensor, k: torch.Tensor, *, block_m: int = 128, block_n: int = 64
+) -> torch.Tensor:
+    """Loop version of `block_sparse_scores` (plain torch, for tests)."""
+    import torch
+
+    b, h, t, _d = q.shape
+    group = h // k.shape[1]
+    n_m, n_k = -(-t // block_m), -(-t // block_n)
+    out = torch.full((b, h, n_m, n_k), float("-inf"))
+    for bi in range(b):
+        for hi in range(h):
+            for m in range(n_m):
+                qm = q[bi, hi, m * block_m : (m + 1) * block_m].float().mean(0)
+                for j in range(min(n_k, m * block_m // block_n)):
+                    kj = k[bi, hi // group, j * block_n : (j + 1) * block_n].float().mean(0)
+                    out[bi, hi, m, j] = qm @ kj
+    return out
+
+
+def block_sparse_indices(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    top_k: int,
+    *,
+    block_m: int = 128,
+    block_n: int = 64,
+    kv_index: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Top key blocks per query block: `[B, H, NM, K]` int32, -1 pads.
+
+    `top_k` counts every key block a query block reads: its own `block_m / block_n` diagonal
+    blocks (always computed) plus `top_k - block_m / block_n` chosen ones, the first forced.
+
+    Example:
+        >>> import torch
+        >>> q, k = torch.randn(1, 2, 1024, 64), torch.randn(1, 1, 1024, 64)
+        >>> block_sparse_indices(q, k, 4).shape
+        torch.Size([1, 2, 8, 2])
+    """
+    import torch
+
+    scores = block_sparse_scores(q, k, block_m=block_m, block_n=block_n, kv_index=kv_index)
+    scores[..., 0] = torch.where(torch.isfinite(scores[..., 0]), float("inf"), scores[..., 0])
+    chosen = max(1, min(top_k - block_m // block_n, scores.shape[-1]))
+    top = scores.topk(chosen, -1)
+    return torch.where(torch.isfinite(top.values) | (top.values > 0), top.indices, -1).to(
+        torch.int32
+    )

@@ -1,0 +1,177 @@
+"""Per-layer dispatch of sparse prefill: each head to its pattern, one kernel launch per pattern kind."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ragline.attention.config import AShape, BlockSparse, Dense, SparsePrefillConfig, VerticalSlash
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["FORCED", "LayerPatterns", "SparsePrefill", "sparse_prefill_layer"]
+
+#: Columns and diagonals every estimated vertical-slash head keeps (sinks, local band).
+FORCED = 64
+#: Key blocks of 64 inside one query block of 128: always computed, counted in `top_k`.
+_DIAGONAL_BLOCKS = 2
+
+
+@dataclass(frozen=True)
+class LayerPatterns:
+    """One layer's heads grouped by kernel, with per-head budgets (built once per device)."""
+
+    vs_heads: torch.Tensor  # [S1] query heads on the vertical-slash kernel (A-shape, dense, VS)
+    vs_estimated: torch.Tensor  # [S1] bool: vertical-slash head whose indices are estimated
+    vs_vertical: torch.Tensor  # [S1] column budget (A-shape: sinks)
+    vs_slash: torch.Tensor  # [S1] diagonal budget (A-shape: window; dense: all)
+    bs_heads: torch.Tensor  # [S2] query heads on the block-sparse kernel
+    bs_top_k: torch.Tensor  # [S2]
+    max_vertical: int
+    max_slash: int
+    any_estimated: bool
+    max_top_k: int
+    band: tuple[int, int] | None
+    """(sinks, window) when every vertical-slash-kernel head is the same A-shape: one cached plan."""
+    vs_head_ids: tuple[int, ...]
+
+
+def _layer(patterns: list, device: torch.device) -> LayerPatterns:
+    import torch
+
+    vs, est, nv, ns, bs, topk = [], [], [], [], [], []
+    for h, p in enumerate(patterns):
+        if isinstance(p, BlockSparse):
+            bs.append(h)
+            topk.append(p.top_k)
+            continue
+        vs.append(h)
+        est.append(isinstance(p, VerticalSlash))
+        if isinstance(p, VerticalSlash):
+            sizes = (p.vertical, p.slash)
+        elif isinstance(p, AShape):
+            sizes = (p.sinks, p.window)
+        else:
+            assert isinstance(p, Dense)
+            sizes = (0, 2**31 - 1)
+        nv.append(sizes[0])
+        ns.append(sizes[1])
+
+    def t(x: list, dtype: torch.dtype = torch.long) -> torch.Tensor:
+        return torch.tensor(x, dtype=dtype, device=device)
+
+    shapes = {
+        (p.sinks, p.window) if isinstance(p, AShape) else None
+        for p in patterns
+        if not isinstance(p, BlockSparse)
+    }
+    band = next(iter(shapes)) if len(shapes) == 1 else None
+    return LayerPatterns(
+        t(vs), t(est, torch.bool), t(nv), t(ns), t(bs), t(topk),
+        max(nv, default=0), max(ns, default=0), any(est), max(topk, default=0), band, tuple(vs),
+    )  # fmt: skip
+
+
+class SparsePrefill:
+    """A model's sparse-prefill runtime: patterns per layer, and the length it switches on at."""
+
+    def __init__(self, config: SparsePrefillConfig, *, min_len: int) -> None:
+        self.config = config
+        self.min_len = min_len
+        self.sparse_calls = 0
+        """Layer calls that took the sparse path (the rest went to dense SDPA)."""
+        self._layers: dict[tuple[int, str], LayerPatterns] = {}
+        self.plans: dict[tuple, object] = {}
+        """Plans that depend only on shapes (A-shape bands), shared by layers and calls."""
+
+    def layer(self, idx: int, device: torch.device) -> LayerPatterns:
+        key = (idx, str(device))
+        if key not in self._layers:
+            self._layers[key] = _layer(self.config.layers[idx], device)
+        return self._layers[key]
+
+
+def _budgeted(idx: torch.Tensor, budget: torch.Tensor) -> torch.Tensor:
+    """Keep the first `budget[s]` entries of each slot's descending-score list; -1 elsewhere."""
+    import torch
+
+    pos = torch.arange(idx.shape[-1], device=idx.device)
+    return torch.where(pos < budget[:, None], idx, -1)
+
+
+def _vs_indices(
+    q: torch.Tensor, k: torch.Tensor, lp: LayerPatterns, kv_index: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`[B, S1, NV]`, `[B, S1, NS]` indices: fixed ramps, estimated top-k where configured."""
+    import torch
+
+    from ragline.attention.patterns import vertical_slash_scores
+
+    b, _, t, _ = q.shape
+    nv, ns = min(lp.max_vertical, t), min(lp.max_slash, t)
+    ramp_v = torch.arange(max(nv, 1), device=q.device).expand(b, lp.vs_heads.numel(), -1)
+    ramp_s = torch.arange(ns, device=q.device).expand(b, lp.vs_heads.numel(), -1)
+    vertical, slash = ramp_v, ramp_s
+    if lp.any_estimated:
+        sel = lp.vs_heads[lp.vs_estimated]
+        v_score, s_score = vertical_slash_scores(
+            q.index_select(1, sel), k, t, kv_index=kv_index[sel]
+        )
+        v_score[..., :FORCED] = float("inf")  # attention sinks
+        s_score[..., :FORCED] = float("inf")  # the local band
+        vertical = ramp_v.clone()
+        slash = ramp_s.clone()
+        vertical[:, lp.vs_estimated] = v_score.topk(max(nv, 1), -1).indices
+        slash[:, lp.vs_estimated] = s_score.topk(ns, -1).indices
+    return _budgeted(vertical, lp.vs_vertical), _budgeted(slash, lp.vs_slash)
+
+
+def sparse_prefill_layer(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    lp: LayerPatterns,
+    scale: float,
+    plan_cache: dict[tuple, Any] | None = None,
+) -> torch.Tensor:
+    """Causal prefill attention of one layer with each head on its pattern: `[B, H, T, D]`.
+
+    Args:
+        q: `[B, H, T, D]`; k, v: `[B, H_kv, T, D]` (GQA read in place); no padding.
+        plan_cache: where plans that depend only on shapes are kept between layers and calls.
+    """
+    import torch
+
+    from ragline.attention.patterns import block_sparse_indices
+    from ragline.kernels import (
+        block_sparse,
+        plan_banded,
+        plan_block_sparse,
+        plan_vertical_slash,
+        vertical_slash,
+    )
+
+    b, h, t, _ = q.shape
+    kv_index = torch.arange(h, device=q.device) // (h // k.shape[1])
+    seq_lens = torch.full((b,), t, dtype=torch.int32, device=q.device)
+    out = torch.empty_like(q)
+    if lp.vs_heads.numel() and lp.band is not None:
+        key = (lp.band, b, t, lp.vs_head_ids, str(q.device))
+        cache = {} if plan_cache is None else plan_cache
+        if key not in cache:
+            cache[key] = plan_banded(*lp.band, seq_lens, t, lp.vs_heads)
+        vertical_slash(q, k, v, cache[key], scale=scale, out=out)
+    elif lp.vs_heads.numel():
+        vertical, slash = _vs_indices(q, k, lp, kv_index)
+        vs_plan = plan_vertical_slash(vertical, slash, seq_lens, t, heads=lp.vs_heads)
+        vertical_slash(q, k, v, vs_plan, scale=scale, out=out)
+    if lp.bs_heads.numel():
+        idx = block_sparse_indices(
+            q.index_select(1, lp.bs_heads), k, lp.max_top_k, kv_index=kv_index[lp.bs_heads]
+        )
+        chosen = (lp.bs_top_k - _DIAGONAL_BLOCKS)[:, None, None]
+        idx = torch.where(torch.arange(idx.shape[-1], device=q.device) < chosen, idx, -1)
+        bs_plan = plan_block_sparse(idx, seq_lens, t, heads=lp.bs_heads, compact=True)
+        block_sparse(q, k, v, bs_plan, scale=scale, out=out)
+    return out

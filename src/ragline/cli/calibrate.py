@@ -1,0 +1,119 @@
+"""`ragline calibrate MODEL --samples FILE --out config.json`: per-head sparse-prefill patterns."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ragline.cli.app import app
+from ragline.cli.output import print_json
+from ragline.errors import UsageError
+
+__all__ = ["calibrate_cmd", "read_sample_texts"]
+
+
+def read_sample_texts(path: Path) -> list[str]:
+    """Texts of a `.jsonl`/`.jsonl.gz` file (`text` field, `title` prepended) or a plain text file."""
+    if not path.is_file():
+        raise UsageError(f"--samples {path}: no such file")
+    opener: Any = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as fh:
+        if ".jsonl" not in path.name:
+            return [fh.read()]
+        texts = []
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise UsageError(f"--samples {path}:{n}: not JSON ({err})") from None
+            if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+                raise UsageError(f'--samples {path}:{n}: expected an object with a "text" string')
+            texts.append(f"{row['title']}\n{row['text']}" if row.get("title") else row["text"])
+    return texts
+
+
+def _token_samples(tokenizer: Any, texts: list[str], seq_len: int, count: int) -> list[list[int]]:
+    """Consecutive texts joined into samples of `seq_len` tokens (the last may be shorter)."""
+    samples: list[list[int]] = []
+    current: list[int] = []
+    for text in texts:
+        current += tokenizer(text + "\n\n", add_special_tokens=False).input_ids
+        while len(current) >= seq_len and len(samples) < count:
+            samples.append(current[:seq_len])
+            current = current[seq_len:]
+        if len(samples) == count:
+            return samples
+    if len(current) >= 256 and len(samples) < count:
+        samples.append(current)
+    return samples
+
+
+@app.command("calibrate")
+def calibrate_cmd(
+    model: Annotated[
+        str, typer.Argument(help="A packaged model name, a directory or a .gguf file.")
+    ],
+    samples: Annotated[
+        Path,
+        typer.Option(
+            "--samples", help="Texts to calibrate on: .jsonl[.gz] with a text field, or .txt."
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Where to write the JSON config.")],
+    seq_len: Annotated[int, typer.Option("--seq-len", min=256, help="Tokens per sample.")] = 4096,
+    budget: Annotated[
+        float,
+        typer.Option("--budget", min=0.01, max=1.0, help="Target density of every candidate."),
+    ] = 0.25,
+    max_samples: Annotated[
+        int, typer.Option("--max-samples", min=1, help="Samples to average over.")
+    ] = 3,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda.")] = "auto",
+    name: Annotated[
+        str | None, typer.Option("--name", help="Model name to record (default: MODEL as given).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Search each head's best sparse-prefill pattern (A-shape, vertical-slash, block-sparse) by attention recall.
+
+    Every candidate gets about the same budget; each head keeps the one whose mask retains the
+    most softmax mass, averaged over the samples. Use the output with
+    `generator.hf: {prefill: {method: minference, config: PATH}}`.
+    """
+    import torch
+
+    from ragline.attention.calibrate import calibrate_model
+    from ragline.attention.hf import capture_queries_keys
+    from ragline.models.loader import load_causal_lm
+
+    texts = read_sample_texts(samples)
+    lm = load_causal_lm(model, dtype="float32", device=device)
+    token_samples = _token_samples(lm.tokenizer, texts, seq_len, max_samples)
+    if not token_samples:
+        raise UsageError(f"--samples {samples}: fewer than 256 tokens of text")
+    captured = []
+    for ids in token_samples:
+        x = torch.tensor([ids], device=lm.device)
+        captured.append(
+            [(q.float().cpu(), k.float().cpu()) for q, k in capture_queries_keys(lm.model, x)]
+        )
+    length = min(len(s) for s in token_samples)
+    captured = [[(q[:, :, :length], k[:, :, :length]) for q, k in s] for s in captured]
+    config, report = calibrate_model(captured, name or model, length, budget)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    config.save(out)
+    report.update({"out": str(out), "samples": len(token_samples), "seq_len": length})
+    if as_json:
+        print_json(report)
+        return
+    for c in report["candidates"]:
+        print(
+            f"{c['pattern']:<15} {c['sizes']}  density {c['density']:.3f}  mean recall {c['mean_recall']:.4f}"
+        )
+    print(f"chosen per head: mean recall {report['chosen_mean_recall']:.4f} -> {out}")

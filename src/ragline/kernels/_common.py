@@ -1,0 +1,62 @@
+"""What the kernel ops share: lazy Triton import, dispatch rule and input validation."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from ragline.errors import KernelUnavailable
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["check_qkv", "dot_in_float32", "import_triton", "use_triton"]
+
+
+def import_triton() -> Any:
+    """Import Triton or raise `KernelUnavailable` saying how to get it."""
+    try:
+        import triton
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise KernelUnavailable(
+            "the sparse-attention kernels need Triton (pip install 'ragline[gpu]' on Linux)"
+        ) from err
+    return triton
+
+
+def use_triton(t: torch.Tensor) -> bool:
+    """Triton on CUDA tensors, or on CPU tensors under `TRITON_INTERPRET=1`; else the reference."""
+    return t.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seq_lens: torch.Tensor) -> None:
+    """Validate `[B, H, T, D]` queries and `[B, H_kv, T, D]` keys/values once, at the boundary."""
+    import torch
+
+    if q.dim() != 4 or k.shape != v.shape or k.dim() != 4:
+        raise KernelUnavailable(
+            f"expected q [B,H,T,D] and k, v [B,H_kv,T,D]; got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
+        )
+    b, h, t, d = q.shape
+    if k.shape[0] != b or k.shape[2] != t or k.shape[3] != d or h % k.shape[1]:
+        raise KernelUnavailable(
+            f"k, v must be [B={b}, H_kv dividing {h}, T={t}, D={d}]; got {tuple(k.shape)}"
+        )
+    if d not in (64, 128):
+        raise KernelUnavailable(f"head dim must be 64 or 128; got {d}")
+    if q.dtype not in (torch.bfloat16, torch.float16, torch.float32) or k.dtype != q.dtype:
+        raise KernelUnavailable(
+            f"dtype must be bf16, fp16 or fp32 for q, k, v; got {q.dtype}, {k.dtype}"
+        )
+    if q.stride(-1) != 1 or k.stride(-1) != 1 or v.stride(-1) != 1:
+        raise KernelUnavailable("the last dimension of q, k and v must be contiguous")
+    if seq_lens.shape != (b,):
+        raise KernelUnavailable(f"seq_lens must be [B={b}]; got {tuple(seq_lens.shape)}")
+
+
+def dot_in_float32(t: torch.Tensor) -> bool:
+    """Products in float32: for float32 inputs, and for bf16 under the interpreter (its bf16 dot is wrong)."""
+    import torch
+
+    interp = not t.is_cuda and os.environ.get("TRITON_INTERPRET") == "1"
+    return t.dtype == torch.float32 or (interp and t.dtype == torch.bfloat16)

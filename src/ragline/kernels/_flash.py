@@ -1,0 +1,143 @@
+"""Triton building blocks shared by the sparse flash-attention kernels (imported lazily).
+
+`IEEE` runs the products in float32 on upcast operands: for float32 inputs, and for bfloat16
+under the CPU interpreter, whose bf16 `tl.dot` is wrong (seen with Triton 3.9); bf16 x bf16
+products are exact in float32, so the result matches the tensor-core path up to summation order.
+
+Each helper advances the online-softmax state `(acc [BLOCK_M, D] fp32, m_i [BLOCK_M], l_i
+[BLOCK_M])` over some keys; scores are kept in log2 units (`qk_scale` = softmax scale * log2 e).
+"""
+
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _softmax_update(acc, m_i, l_i, qk, v, IEEE: tl.constexpr):
+    m_new = tl.maximum(m_i, tl.max(qk, 1))
+    alpha = tl.math.exp2(m_i - m_new)
+    p = tl.math.exp2(qk - m_new[:, None])
+    l_i = l_i * alpha + tl.sum(p, 1)
+    acc = acc * alpha[:, None]
+    if IEEE:
+        p32 = p.to(v.dtype).to(tl.float32)
+        acc = tl.dot(
+            p32, v.to(tl.float32), acc, input_precision="ieee"
+        )  # [M, N] x [N, D] -> [M, D]
+    else:
+        acc = tl.dot(p.to(v.dtype), v, acc)  # [M, N] x [N, D] -> [M, D]
+    return acc, m_new, l_i
+
+
+@triton.jit
+def _scores(q, k, qk_scale, IEEE: tl.constexpr):
+    if IEEE:
+        qk = tl.dot(
+            q.to(tl.float32), tl.trans(k.to(tl.float32)), input_precision="ieee"
+        )  # [M, D] x [D, N] -> [M, N]
+    else:
+        qk = tl.dot(q, tl.trans(k))  # [M, D] x [D, N] -> [M, N]
+    return qk * qk_scale
+
+
+@triton.jit
+def _attend_range(
+    acc,
+    m_i,
+    l_i,
+    q,
+    p_k0,
+    p_v0,
+    s_kt,
+    s_vt,
+    lo,
+    hi,
+    qk_scale,
+    BLOCK_N: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
+    IEEE: tl.constexpr,
+):
+    """Keys `[lo, hi)`, `hi - lo` a multiple of BLOCK_N, all visible to every row: no masks."""
+    o_n = tl.arange(0, BLOCK_N)
+    o_d = tl.arange(0, HEAD_DIM)
+    for start in range(lo, hi, BLOCK_N):
+        b_k = tl.load(p_k0 + (start + o_n)[:, None] * s_kt + o_d[None, :])
+        qk = _scores(q, b_k, qk_scale, IEEE)
+        b_v = tl.load(p_v0 + (start + o_n)[:, None] * s_vt + o_d[None, :])
+        acc, m_i, l_i = _softmax_update(acc, m_i, l_i, qk, b_v, IEEE)
+    return acc, m_i, l_i
+
+
+@triton.jit
+def _attend_blocks(
+    acc,
+    m_i,
+    l_i,
+    q,
+    p_k0,
+    p_v0,
+    s_kt,
+    s_vt,
+    p_idx,
+    count,
+    qk_scale,
+    BLOCK_N: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
+    IEEE: tl.constexpr,
+):
+    """Key blocks `idx[0:count]` (units of BLOCK_N keys), all visible to every row: no masks."""
+    o_n = tl.arange(0, BLOCK_N)
+    o_d = tl.arange(0, HEAD_DIM)
+    for i in range(0, count):
+        start = tl.load(p_idx + i) * BLOCK_N
+        b_k = tl.load(p_k0 + (start + o_n)[:, None] * s_kt + o_d[None, :])
+        qk = _scores(q, b_k, qk_scale, IEEE)
+        b_v = tl.load(p_v0 + (start + o_n)[:, None] * s_vt + o_d[None, :])
+        acc, m_i, l_i = _softmax_update(acc, m_i, l_i, qk, b_v, IEEE)
+    return acc, m_i, l_i
+
+
+@triton.jit
+def _attend_diagonal(
+    acc,
+    m_i,
+    l_i,
+    q,
+    p_k0,
+    p_v0,
+    s_kt,
+    s_vt,
+    start_m,
+    seq_len,
+    qk_scale,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
+    IEEE: tl.constexpr,
+):
+    """Keys of the query block itself, causal and bounded by the sequence length."""
+    o_m = start_m + tl.arange(0, BLOCK_M)
+    o_n = tl.arange(0, BLOCK_N)
+    o_d = tl.arange(0, HEAD_DIM)
+    hi = tl.minimum(start_m + BLOCK_M, seq_len)
+    for start in range(start_m, hi, BLOCK_N):
+        o_key = start + o_n
+        m_key = o_key < seq_len
+        b_k = tl.load(p_k0 + o_key[:, None] * s_kt + o_d[None, :], mask=m_key[:, None], other=0.0)
+        qk = _scores(q, b_k, qk_scale, IEEE)
+        qk = tl.where((o_key[None, :] <= o_m[:, None]) & m_key[None, :], qk, float("-inf"))
+        b_v = tl.load(p_v0 + o_key[:, None] * s_vt + o_d[None, :], mask=m_key[:, None], other=0.0)
+        acc, m_i, l_i = _softmax_update(acc, m_i, l_i, qk, b_v, IEEE)
+    return acc, m_i, l_i
+
+
+@triton.jit
+def _finish(acc, m_i, l_i, p_o, p_lse, o_m, seq_len, n_tokens, HEAD_DIM: tl.constexpr):
+    """Normalise and store; rows at or past `seq_len` get zeros and lse -inf."""
+    m_row = o_m < seq_len
+    out = acc / l_i[:, None]
+    out = tl.where(m_row[:, None], out, 0.0)
+    lse = tl.where(m_row, (m_i + tl.math.log2(l_i)) * 0.6931471805599453, float("-inf"))
+    m_store = o_m < n_tokens
+    tl.store(p_o, out.to(p_o.dtype.element_ty), mask=m_store[:, None])
+    tl.store(p_lse, lse, mask=m_store)

@@ -1,0 +1,81 @@
+"""Block-sparse attention: per query block, a list of key blocks plus its own block, causal."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from ragline.kernels._common import check_qkv, import_triton, use_triton
+from ragline.kernels.block_sparse.plan import BlockSparsePlan, plan_block_sparse
+from ragline.kernels.block_sparse.reference import block_sparse_mask, block_sparse_ref
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "BlockSparsePlan",
+    "block_sparse",
+    "block_sparse_mask",
+    "block_sparse_ref",
+    "plan_block_sparse",
+]
+
+
+def _planned(plan: BlockSparsePlan, h: int) -> torch.Tensor:
+    import torch
+
+    hit = torch.zeros(h, dtype=torch.bool, device=plan.heads.device)
+    return hit.index_fill_(0, plan.heads.long(), True)[None, :, None]
+
+
+def block_sparse(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    plan: BlockSparsePlan,
+    *,
+    scale: float | None = None,
+    out: torch.Tensor | None = None,
+    lse: torch.Tensor | None = None,
+    num_warps: int | None = None,
+    num_stages: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Causal attention of each planned head over its listed key blocks and its own block.
+
+    Args:
+        q: `[B, H, T, D]` bf16/fp16 (fp32 allowed, slower), D in {64, 128}.
+        k, v: `[B, H_kv, T, D]`, same dtype; `H % H_kv == 0`, read in place (no repeat).
+        plan: from `plan_block_sparse` (or `ragline.attention.patterns`), built for this T.
+        scale: softmax scale, default `1 / sqrt(D)`.
+        out, lse: optional `[B, H, T, D]` and `[B, H, T]` float32 to write into; heads outside
+            `plan.heads` are left untouched.
+
+    Returns:
+        `(out [B, H, T, D], lse [B, H, T] float32)`; rows at or past `seq_lens[b]` are 0 / -inf.
+
+    Example:
+        >>> import torch
+        >>> from ragline.kernels import plan_block_sparse, block_sparse
+        >>> q = k = v = torch.randn(1, 2, 256, 64)
+        >>> idx = torch.tensor([0, 1]).expand(1, 2, 2, 2)  # two query blocks of 128
+        >>> plan = plan_block_sparse(idx, torch.tensor([256]), 256)
+        >>> out, lse = block_sparse(q, k, v, plan)  # doctest: +SKIP
+    """
+    import torch
+
+    check_qkv(q, k, v, plan.seq_lens)
+    b, h, t, d = q.shape
+    if not use_triton(q):
+        o, l_ = block_sparse_ref(q, k, v, plan, scale=scale, out=out)
+        return o, l_ if lse is None else lse.copy_(torch.where(_planned(plan, h), l_, lse))
+    import_triton()
+    from ragline.kernels.block_sparse.triton import _block_sparse_launch
+
+    out = torch.empty_like(q) if out is None else out
+    lse = torch.empty((b, h, t), dtype=torch.float32, device=q.device) if lse is None else lse
+    _block_sparse_launch(
+        q, k, v, plan, out, lse,
+        1.0 / math.sqrt(d) if scale is None else scale,
+        num_warps or (8 if d == 128 else 4), num_stages or 3,
+    )  # fmt: skip
+    return out, lse

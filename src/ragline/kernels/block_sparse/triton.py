@@ -1,0 +1,167 @@
+"""Triton kernel of `block_sparse`: one program per (query block, batch x head slot)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import triton
+import triton.language as tl
+
+from ragline.kernels._common import dot_in_float32
+from ragline.kernels._flash import _attend_blocks, _attend_diagonal, _finish
+
+if TYPE_CHECKING:
+    import torch
+
+    from ragline.kernels.block_sparse.plan import BlockSparsePlan
+
+__all__ = ["_block_sparse_launch"]
+
+
+@triton.jit
+def _block_sparse_kernel(
+    Q,
+    K,
+    V,
+    Out,
+    LSE,
+    seq_lens,
+    heads,
+    block_idx,
+    block_count,
+    s_qb,
+    s_qh,
+    s_qt,
+    s_kb,
+    s_kh,
+    s_kt,
+    s_vb,
+    s_vh,
+    s_vt,
+    s_ob,
+    s_oh,
+    s_ot,
+    s_lb,
+    s_lh,
+    n_tokens,
+    n_slots,
+    n_mblocks,
+    n_list,
+    group,
+    qk_scale,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
+    IEEE: tl.constexpr,
+):
+    i_m = tl.num_programs(0) - 1 - tl.program_id(0)
+    i_bs = tl.program_id(1)
+    i_b = i_bs // n_slots
+    i_s = i_bs % n_slots
+    i_h = tl.load(heads + i_s)
+    i_hk = i_h // group
+    seq_len = tl.load(seq_lens + i_b)
+    start_m = i_m * BLOCK_M
+
+    o_m = start_m + tl.arange(0, BLOCK_M)
+    o_d = tl.arange(0, HEAD_DIM)
+    p_q = Q + i_b * s_qb + i_h * s_qh + o_m[:, None] * s_qt + o_d[None, :]
+    b_q = tl.load(p_q, mask=(o_m < n_tokens)[:, None], other=0.0)
+    p_k0 = K + i_b * s_kb + i_hk * s_kh
+    p_v0 = V + i_b * s_vb + i_hk * s_vh
+
+    acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+    m_i = tl.zeros([BLOCK_M], dtype=tl.float32) - 1.0e30
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+
+    row = (i_b * n_slots + i_s) * n_mblocks + i_m
+    count = tl.where(start_m < seq_len, tl.load(block_count + row), 0)
+    acc, m_i, l_i = _attend_blocks(
+        acc,
+        m_i,
+        l_i,
+        b_q,
+        p_k0,
+        p_v0,
+        s_kt,
+        s_vt,
+        block_idx + row * n_list,
+        count,
+        qk_scale,
+        BLOCK_N,
+        HEAD_DIM,
+        IEEE,
+    )
+    acc, m_i, l_i = _attend_diagonal(
+        acc,
+        m_i,
+        l_i,
+        b_q,
+        p_k0,
+        p_v0,
+        s_kt,
+        s_vt,
+        start_m,
+        seq_len,
+        qk_scale,
+        BLOCK_M,
+        BLOCK_N,
+        HEAD_DIM,
+        IEEE,
+    )
+    p_o = Out + i_b * s_ob + i_h * s_oh + o_m[:, None] * s_ot + o_d[None, :]
+    p_lse = LSE + i_b * s_lb + i_h * s_lh + o_m
+    _finish(acc, m_i, l_i, p_o, p_lse, o_m, seq_len, n_tokens, HEAD_DIM)
+
+
+def _block_sparse_launch(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    plan: BlockSparsePlan,
+    out: torch.Tensor,
+    lse: torch.Tensor,
+    scale: float,
+    num_warps: int,
+    num_stages: int,
+) -> None:
+    b, h, t, d = q.shape
+    n_slots = plan.heads.shape[0]
+    grid = (triton.cdiv(t, plan.block_m), b * n_slots)
+    _block_sparse_kernel[grid](
+        q,
+        k,
+        v,
+        out,
+        lse,
+        plan.seq_lens,
+        plan.heads,
+        plan.block_idx,
+        plan.block_count,
+        q.stride(0),
+        q.stride(1),
+        q.stride(2),
+        k.stride(0),
+        k.stride(1),
+        k.stride(2),
+        v.stride(0),
+        v.stride(1),
+        v.stride(2),
+        out.stride(0),
+        out.stride(1),
+        out.stride(2),
+        lse.stride(0),
+        lse.stride(1),
+        n_tokens=t,
+        n_slots=n_slots,
+        n_mblocks=plan.block_count.shape[-1],
+        n_list=plan.block_idx.shape[-1],
+        group=h // k.shape[1],
+        qk_scale=scale * 1.4426950408889634,
+        BLOCK_M=plan.block_m,
+        BLOCK_N=plan.block_n,
+        HEAD_DIM=d,
+        IEEE=dot_in_float32(q),
+        num_warps=num_warps,
+        num_stages=num_stages,
+    )

@@ -1,0 +1,206 @@
+"""Triton kernel of `vertical_slash`: one program per (query block, batch x head slot)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import triton
+import triton.language as tl
+
+from ragline.kernels._common import dot_in_float32
+from ragline.kernels._flash import (
+    _attend_diagonal,
+    _attend_range,
+    _finish,
+    _scores,
+    _softmax_update,
+)
+
+if TYPE_CHECKING:
+    import torch
+
+    from ragline.kernels.vertical_slash.plan import VerticalSlashPlan
+
+__all__ = ["_vertical_slash_launch"]
+
+
+@triton.jit
+def _vertical_slash_kernel(
+    Q,
+    K,
+    V,
+    Out,
+    LSE,
+    seq_lens,
+    heads,
+    prefix,
+    cover,
+    run_lo,
+    run_hi,
+    run_count,
+    columns,
+    column_count,
+    s_qb,
+    s_qh,
+    s_qt,
+    s_kb,
+    s_kh,
+    s_kt,
+    s_vb,
+    s_vh,
+    s_vt,
+    s_ob,
+    s_oh,
+    s_ot,
+    s_lb,
+    s_lh,
+    n_tokens,
+    n_slots,
+    n_cover,
+    n_runs,
+    n_columns,
+    n_mblocks,
+    group,
+    qk_scale,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
+    IEEE: tl.constexpr,
+):
+    # Longest rows first: the last query blocks carry the most work.
+    i_m = tl.num_programs(0) - 1 - tl.program_id(0)
+    i_bs = tl.program_id(1)
+    i_b = i_bs // n_slots
+    i_s = i_bs % n_slots
+    i_h = tl.load(heads + i_s)
+    i_hk = i_h // group
+    seq_len = tl.load(seq_lens + i_b)
+    start_m = i_m * BLOCK_M
+    live = start_m < seq_len
+
+    o_m = start_m + tl.arange(0, BLOCK_M)
+    o_n = tl.arange(0, BLOCK_N)
+    o_d = tl.arange(0, HEAD_DIM)
+    p_q = Q + i_b * s_qb + i_h * s_qh + o_m[:, None] * s_qt + o_d[None, :]
+    b_q = tl.load(p_q, mask=(o_m < n_tokens)[:, None], other=0.0)
+    p_k0 = K + i_b * s_kb + i_hk * s_kh
+    p_v0 = V + i_b * s_vb + i_hk * s_vh
+
+    acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+    m_i = tl.zeros([BLOCK_M], dtype=tl.float32) - 1.0e30
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+
+    # 1. the leading columns [0, prefix), a contiguous run of whole key blocks
+    slot = i_b * n_slots + i_s
+    n_prefix = tl.load(prefix + slot)
+    hi = tl.where(live, tl.minimum(n_prefix, start_m), 0)
+    acc, m_i, l_i = _attend_range(
+        acc, m_i, l_i, b_q, p_k0, p_v0, s_kt, s_vt, 0, hi, qk_scale, BLOCK_N, HEAD_DIM, IEEE
+    )
+
+    # 2. merged diagonal runs: run r covers key blocks [kb - hi_r, kb - lo_r] of this query block
+    kb = start_m // BLOCK_N
+    n_run = tl.where(live, tl.load(run_count + slot), 0)
+    for r in range(0, n_run):
+        e_lo = tl.load(run_lo + slot * n_runs + r)
+        e_hi = tl.load(run_hi + slot * n_runs + r)
+        lo = tl.maximum(n_prefix, (kb - e_hi) * BLOCK_N)
+        hi = (kb - e_lo + 1) * BLOCK_N
+        acc, m_i, l_i = _attend_range(
+            acc, m_i, l_i, b_q, p_k0, p_v0, s_kt, s_vt, lo, hi, qk_scale, BLOCK_N, HEAD_DIM, IEEE
+        )
+
+    # 3. gathered columns left of this block that neither the prefix nor a run covered
+    n_col = tl.where(live, tl.load(column_count + slot * n_mblocks + i_m), 0)
+    for c0 in range(0, n_col, BLOCK_N):
+        m_col = c0 + o_n < n_col
+        o_col = tl.load(columns + slot * n_columns + c0 + o_n, mask=m_col, other=0)
+        covered = tl.load(cover + slot * n_cover + kb - o_col // BLOCK_N, mask=m_col, other=1)
+        m_col = m_col & (covered == 0)
+        b_k = tl.load(p_k0 + o_col[:, None] * s_kt + o_d[None, :], mask=m_col[:, None], other=0.0)
+        qk = _scores(b_q, b_k, qk_scale, IEEE)
+        qk = tl.where(m_col[None, :], qk, float("-inf"))
+        b_v = tl.load(p_v0 + o_col[:, None] * s_vt + o_d[None, :], mask=m_col[:, None], other=0.0)
+        acc, m_i, l_i = _softmax_update(acc, m_i, l_i, qk, b_v, IEEE)
+
+    # 4. the diagonal block, causal
+    acc, m_i, l_i = _attend_diagonal(
+        acc,
+        m_i,
+        l_i,
+        b_q,
+        p_k0,
+        p_v0,
+        s_kt,
+        s_vt,
+        start_m,
+        seq_len,
+        qk_scale,
+        BLOCK_M,
+        BLOCK_N,
+        HEAD_DIM,
+        IEEE,
+    )
+    p_o = Out + i_b * s_ob + i_h * s_oh + o_m[:, None] * s_ot + o_d[None, :]
+    p_lse = LSE + i_b * s_lb + i_h * s_lh + o_m
+    _finish(acc, m_i, l_i, p_o, p_lse, o_m, seq_len, n_tokens, HEAD_DIM)
+
+
+def _vertical_slash_launch(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    plan: VerticalSlashPlan,
+    out: torch.Tensor,
+    lse: torch.Tensor,
+    scale: float,
+    num_warps: int,
+    num_stages: int,
+) -> None:
+    b, h, t, d = q.shape
+    n_slots = plan.heads.shape[0]
+    grid = (triton.cdiv(t, plan.block_m), b * n_slots)
+    _vertical_slash_kernel[grid](
+        q,
+        k,
+        v,
+        out,
+        lse,
+        plan.seq_lens,
+        plan.heads,
+        plan.prefix,
+        plan.cover,
+        plan.run_lo,
+        plan.run_hi,
+        plan.run_count,
+        plan.columns,
+        plan.column_count,
+        q.stride(0),
+        q.stride(1),
+        q.stride(2),
+        k.stride(0),
+        k.stride(1),
+        k.stride(2),
+        v.stride(0),
+        v.stride(1),
+        v.stride(2),
+        out.stride(0),
+        out.stride(1),
+        out.stride(2),
+        lse.stride(0),
+        lse.stride(1),
+        n_tokens=t,
+        n_slots=n_slots,
+        n_cover=plan.cover.shape[-1],
+        n_runs=plan.run_lo.shape[-1],
+        n_columns=plan.columns.shape[-1],
+        n_mblocks=plan.column_count.shape[-1],
+        group=h // k.shape[1],
+        qk_scale=scale * 1.4426950408889634,
+        BLOCK_M=plan.block_m,
+        BLOCK_N=plan.block_n,
+        HEAD_DIM=d,
+        IEEE=dot_in_float32(q),
+        num_warps=num_warps,
+        num_stages=num_stages,
+    )

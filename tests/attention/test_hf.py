@@ -1,0 +1,110 @@
+"""The transformers integration on a tiny random Llama: logits against eager attention."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ragline.attention.config import (
+    AShape,
+    BlockSparse,
+    Dense,
+    SparsePrefillConfig,
+    VerticalSlash,
+    uniform_config,
+)
+from ragline.attention.hf import install_sparse_prefill, uninstall_sparse_prefill
+from ragline.attention.sparse import SparsePrefill
+from ragline.errors import ConfigError
+
+pytest.importorskip("triton")
+transformers = pytest.importorskip("transformers")
+
+T = 300  # three query blocks of 128, the last one partial
+
+
+@pytest.fixture(scope="module")
+def tiny() -> transformers.PreTrainedModel:
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(
+        vocab_size=128,
+        hidden_size=256,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=64,
+        max_position_embeddings=1024,
+    )
+    return transformers.LlamaForCausalLM(cfg).eval()
+
+
+def _logits(model: transformers.PreTrainedModel, ids: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model(ids).logits
+
+
+def _eager(model: transformers.PreTrainedModel, ids: torch.Tensor) -> torch.Tensor:
+    uninstall_sparse_prefill(model, "eager")
+    return _logits(model, ids)
+
+
+MIXED = [
+    [
+        AShape(sinks=64, window=100),
+        VerticalSlash(vertical=80, slash=90),
+        BlockSparse(top_k=3),
+        Dense(),
+    ],
+    [BlockSparse(top_k=2), Dense(), AShape(sinks=0, window=1), VerticalSlash(vertical=1, slash=1)],
+]
+
+
+def test_dense_equivalent_heads_give_eager_logits(tiny: transformers.PreTrainedModel) -> None:
+    ids = torch.randint(0, 128, (1, T), generator=torch.Generator().manual_seed(1))
+    want = _eager(tiny, ids)
+    wide = [
+        Dense(),
+        AShape(sinks=0, window=T),
+        VerticalSlash(vertical=T, slash=T),
+        BlockSparse(top_k=10),
+    ]
+    install_sparse_prefill(
+        tiny, SparsePrefill(SparsePrefillConfig(model="t", layers=[wide] * 2), min_len=1)
+    )
+    got = _logits(tiny, ids)
+    assert tiny.config._attn_implementation == "ragline_sparse"
+    torch.testing.assert_close(got, want, atol=2e-5, rtol=1e-4)
+
+
+def test_real_patterns_kernel_path_equals_reference_path(
+    tiny: transformers.PreTrainedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = torch.randint(0, 128, (1, T), generator=torch.Generator().manual_seed(2))
+    dense = _eager(tiny, ids)
+    install_sparse_prefill(
+        tiny, SparsePrefill(SparsePrefillConfig(model="t", layers=MIXED), min_len=1)
+    )
+    kernel = _logits(tiny, ids)
+    monkeypatch.setenv("TRITON_INTERPRET", "0")  # same patterns through the mask references
+    reference = _logits(tiny, ids)
+    torch.testing.assert_close(kernel, reference, atol=2e-5, rtol=1e-4)
+    assert not torch.allclose(kernel, dense, atol=1e-3)  # the patterns really dropped keys
+
+
+def test_short_prompts_and_decode_stay_dense(tiny: transformers.PreTrainedModel) -> None:
+    ids = torch.randint(0, 128, (1, 40), generator=torch.Generator().manual_seed(3))
+    want = _eager(tiny, ids)
+    with torch.no_grad():
+        want_gen = tiny.generate(ids, max_new_tokens=5, do_sample=False)
+    cfg = uniform_config("t", 2, 4, AShape(sinks=1, window=1))
+    install_sparse_prefill(tiny, SparsePrefill(cfg, min_len=64))
+    torch.testing.assert_close(_logits(tiny, ids), want, atol=2e-5, rtol=1e-4)
+    with torch.no_grad():
+        got_gen = tiny.generate(ids, max_new_tokens=5, do_sample=False)
+    assert torch.equal(got_gen, want_gen)
+
+
+def test_wrong_shape_config_is_refused(tiny: transformers.PreTrainedModel) -> None:
+    with pytest.raises(ConfigError, match="expected 2 layers of 4 heads"):
+        install_sparse_prefill(tiny, SparsePrefill(uniform_config("t", 3, 4, Dense()), min_len=1))

@@ -1,0 +1,75 @@
+"""Online index builders: vectorised statistics equal the loop references; budgets and forcing hold."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ragline.attention.patterns import (
+    a_shape_indices,
+    block_sparse_indices,
+    block_sparse_scores,
+    block_sparse_scores_ref,
+    vertical_slash_indices,
+    vertical_slash_scores,
+    vertical_slash_scores_ref,
+)
+
+
+@pytest.mark.parametrize(("t", "seq_len", "group"), [(300, 300, 2), (257, 200, 1), (70, 70, 4)])
+def test_vertical_slash_scores_match_loops(t: int, seq_len: int, group: int) -> None:
+    g = torch.Generator().manual_seed(t)
+    q = torch.randn(2, 4, t, 64, generator=g)
+    k = torch.randn(2, 4 // group, t, 64, generator=g)
+    got = vertical_slash_scores(q, k, seq_len, last_q=16)
+    ref = vertical_slash_scores_ref(q, k, seq_len, last_q=16)
+    for a, b in zip(got, ref, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    # every query row's weights sum to one: the column sums and diagonal sums both total 16
+    torch.testing.assert_close(got[0].sum(-1), torch.full((2, 4), 16.0))
+    torch.testing.assert_close(got[1].sum(-1), torch.full((2, 4), 16.0))
+
+
+def test_vertical_slash_indices_budgets_and_forcing() -> None:
+    q, k = torch.randn(1, 2, 500, 64), torch.randn(1, 1, 500, 64)
+    v_idx, s_idx = vertical_slash_indices(q, k, 100, 150, sinks=10, local=20)
+    assert v_idx.shape == (1, 2, 100) and s_idx.shape == (1, 2, 150)
+    for h in range(2):
+        assert set(range(10)) <= set(v_idx[0, h].tolist())
+        assert set(range(20)) <= set(s_idx[0, h].tolist())
+        assert len(set(v_idx[0, h].tolist())) == 100
+    v_short, _ = vertical_slash_indices(q[:, :, :50], k[:, :, :50], 100, 150)
+    assert v_short.shape[-1] == 50
+
+
+def test_vertical_slash_finds_planted_structure() -> None:
+    t, d = 512, 64
+    q = torch.randn(1, 1, t, d) * 0.1
+    k = torch.randn(1, 1, t, d) * 0.1
+    k[0, 0, 300] = q[0, 0, -64:].mean(0) * 200  # a column every late query attends
+    v_idx, _ = vertical_slash_indices(q, k, 70, 64, sinks=64, local=64)
+    assert 300 in v_idx[0, 0].tolist()
+
+
+def test_block_sparse_scores_match_loops() -> None:
+    q, k = torch.randn(2, 4, 700, 64), torch.randn(2, 2, 700, 64)
+    got, ref = block_sparse_scores(q, k), block_sparse_scores_ref(q, k)
+    assert torch.equal(torch.isinf(got), torch.isinf(ref))
+    fin = torch.isfinite(ref)
+    torch.testing.assert_close(got[fin], ref[fin], atol=1e-5, rtol=1e-5)
+
+
+def test_block_sparse_indices_keep_first_block_and_budget() -> None:
+    q, k = torch.randn(1, 2, 1000, 64), torch.randn(1, 2, 1000, 64)
+    idx = block_sparse_indices(q, k, 5)
+    assert idx.shape == (1, 2, 8, 3)
+    for m in range(1, 8):
+        row = [i for i in idx[0, 0, m].tolist() if i >= 0]
+        assert 0 in row and all(i < 2 * m for i in row)
+        assert len(row) == min(3, 2 * m)
+
+
+def test_a_shape_indices() -> None:
+    v_idx, s_idx = a_shape_indices(2, 3, 4, 8)
+    assert v_idx.shape == (2, 3, 4) and s_idx.shape == (2, 3, 8)
+    assert v_idx[1, 2].tolist() == [0, 1, 2, 3] and s_idx[0, 0, -1].item() == 7

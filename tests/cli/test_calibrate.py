@@ -1,0 +1,71 @@
+"""`ragline calibrate` on a tiny random model writes a valid per-head config."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ragline.attention.config import load_pattern_config
+from ragline.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _model_with_head_dim_64(tiny_lm_dir: Path, tmp_path: Path) -> Path:
+    """The tiny random Llama with head dim 64 (the kernels' smallest), same tokenizer."""
+    import shutil
+
+    import torch
+    from transformers import AutoConfig, LlamaForCausalLM
+
+    cfg = AutoConfig.from_pretrained(tiny_lm_dir)
+    cfg.head_dim = 64
+    torch.manual_seed(0)
+    out = tmp_path / "tiny64"
+    LlamaForCausalLM(cfg).save_pretrained(out)
+    for f in tiny_lm_dir.iterdir():
+        if f.name.startswith(("tokenizer", "special_tokens", "chat_template")):
+            shutil.copy(f, out / f.name)
+    return out
+
+
+def _samples(tmp_path: Path) -> Path:
+    path = tmp_path / "samples.jsonl"
+    docs = sorted((REPO / "examples" / "corpus").glob("*.md"))
+    path.write_text("".join(json.dumps({"text": p.read_text()}) + "\n" for p in docs))
+    return path
+
+
+def test_calibrate_writes_a_valid_config(tiny_lm_dir: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "cfg.json"
+    model = _model_with_head_dim_64(tiny_lm_dir, tmp_path)
+    code = main(
+        ["calibrate", str(model), "--samples", str(_samples(tmp_path)), "--out", str(out),
+         "--seq-len", "300", "--budget", "0.3", "--max-samples", "2", "--device", "cpu", "--json"]
+    )  # fmt: skip
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    cfg = load_pattern_config(out)
+    assert cfg.model == str(model) and cfg.samples == 2 and cfg.seq_len == 300
+    assert len(cfg.layers) == 2 and all(len(layer) == 4 for layer in cfg.layers)
+    assert {c["pattern"] for c in report["candidates"]} == {
+        "a_shape",
+        "vertical_slash",
+        "block_sparse",
+    }
+    for layer in cfg.layers:
+        for head in layer:
+            assert head.recall is not None and 0.0 < head.recall <= 1.0
+            best = max(c["mean_recall"] for c in report["candidates"])
+            assert head.recall <= 1.0 and best <= 1.0
+    assert 0 < report["chosen_mean_recall"] <= 1.0
+
+
+def test_calibrate_rejects_bad_samples(tiny_lm_dir: Path, tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"title": "no text"}\n')
+    code = main(
+        ["calibrate", str(tiny_lm_dir), "--samples", str(bad), "--out", str(tmp_path / "c.json")]
+    )
+    assert code == 2
+    assert 'expected an object with a "text" string' in capsys.readouterr().err

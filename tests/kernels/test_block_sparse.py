@@ -1,0 +1,82 @@
+"""block_sparse: kernel == reference on odd sizes; reference == SDPA with the expanded mask."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ragline.kernels import block_sparse, block_sparse_ref, plan_block_sparse
+from ragline.kernels.block_sparse import block_sparse_mask
+from tests.kernels._util import assert_close, qkv
+
+CASES = [
+    (1, 128, 2, 2, torch.float16, "random"),
+    (63, 64, 4, 4, torch.bfloat16, "random"),
+    (500, 128, 8, 1, torch.bfloat16, "random"),
+    (500, 64, 4, 1, torch.float16, "empty"),
+    (500, 64, 8, 2, torch.bfloat16, "full"),
+]
+
+
+def _blocks(b: int, h: int, t: int, sparsity: str, seed: int) -> torch.Tensor:
+    n_m, n_k = -(-t // 128), -(-t // 64)
+    if sparsity == "empty":
+        return torch.full((b, h, n_m, 1), -1)
+    if sparsity == "full":
+        return torch.arange(n_k).expand(b, h, n_m, n_k)
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(-1, n_k, (b, h, n_m, 3), generator=g)
+
+
+@pytest.mark.parametrize(("t", "d", "h", "h_kv", "dtype", "sparsity"), CASES)
+def test_kernel_matches_reference(
+    t: int, d: int, h: int, h_kv: int, dtype: torch.dtype, sparsity: str
+) -> None:
+    b = 2
+    q, k, v = qkv(b, h, h_kv, t, d, dtype, seed=t * 3 + d)
+    seq_lens = torch.tensor([max(1, t - t // 4), t])
+    plan = plan_block_sparse(_blocks(b, h, t, sparsity, seed=t), seq_lens, t)
+    out = torch.full_like(q, float("nan"))
+    out, lse = block_sparse(q, k, v, plan, out=out)
+    ref, ref_lse = block_sparse_ref(q, k, v, plan)
+    assert_close(out, ref, seq_lens, f"block_sparse T={t} D={d} H={h}/{h_kv} {sparsity}")
+    assert_close(lse[..., None], ref_lse[..., None], seq_lens, "lse")
+
+
+@pytest.mark.parametrize("sparsity", ["random", "full"])
+def test_reference_equals_sdpa_with_mask(sparsity: str) -> None:
+    t, h = 401, 2
+    q, k, v = qkv(1, h, 1, t, 64, torch.float32, seed=11)
+    plan = plan_block_sparse(_blocks(1, h, t, sparsity, seed=12), torch.tensor([t]), t)
+    ref, _ = block_sparse_ref(q, k, v, plan)
+    mask = torch.stack([block_sparse_mask(plan, 0, s) for s in range(h)])[None]
+    kv, vv = k.expand(1, h, t, 64), v.expand(1, h, t, 64)
+    sdpa = torch.nn.functional.scaled_dot_product_attention(q, kv, vv, attn_mask=mask)
+    torch.testing.assert_close(ref, sdpa, atol=1e-5, rtol=1e-5)
+    if sparsity == "full":
+        dense = torch.nn.functional.scaled_dot_product_attention(q, kv, vv, is_causal=True)
+        torch.testing.assert_close(ref, dense, atol=1e-5, rtol=1e-5)
+
+
+def test_plan_drops_blocks_on_or_right_of_the_diagonal() -> None:
+    idx = torch.tensor([[[[0, 1, 1, 5], [3, 2, 0, -1]]]])
+    plan = plan_block_sparse(idx, torch.tensor([256]), 256)
+    # query block 1 (keys 128..255) owns key blocks 2 and 3: only block 0 lies left of it
+    assert plan.block_count.tolist() == [[[0, 1]]]
+    assert plan.block_idx[0, 0, 1, 0].item() == 0
+
+
+def test_compact_plan_from_the_index_builder_equals_checked_plan() -> None:
+    from ragline.attention.patterns import block_sparse_indices
+
+    q, k, v = qkv(1, 4, 2, 700, 64, torch.bfloat16, seed=21)
+    idx = block_sparse_indices(q, k, 4)
+    lens = torch.tensor([700])
+    checked = plan_block_sparse(idx, lens, 700)
+    compact = plan_block_sparse(idx, lens, 700, compact=True)
+    assert torch.equal(checked.block_count, compact.block_count)
+    for s in range(4):
+        assert torch.equal(block_sparse_mask(checked, 0, s), block_sparse_mask(compact, 0, s))
+    out_c, _ = block_sparse(q, k, v, compact)
+    ref, _ = block_sparse_ref(q, k, v, checked)
+    assert_close(out_c, ref, lens, "compact plan")

@@ -1,0 +1,123 @@
+"""vertical_slash: kernel == reference on odd sizes; reference == SDPA with the expanded mask."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ragline.kernels import plan_vertical_slash, vertical_slash, vertical_slash_ref
+from ragline.kernels.vertical_slash import vertical_slash_mask
+from tests.kernels._util import assert_close, qkv
+
+# (T, D, H, H_kv, dtype, sparsity): odd lengths, both head dims, GQA 1/4/8, empty/full/random
+CASES = [
+    (1, 64, 2, 2, torch.bfloat16, "random"),
+    (63, 128, 4, 1, torch.float16, "random"),
+    (500, 64, 8, 1, torch.bfloat16, "random"),
+    (500, 128, 4, 4, torch.float16, "empty"),
+    (500, 64, 4, 1, torch.float16, "full"),
+    (300, 128, 8, 2, torch.bfloat16, "banded"),
+]
+
+
+def _indices(b: int, h: int, t: int, sparsity: str, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    if sparsity == "empty":
+        return torch.full((b, h, 1), -1), torch.full((b, h, 1), -1)
+    if sparsity == "full":
+        return torch.full((b, h, 1), -1), torch.arange(t).expand(b, h, t)
+    if sparsity == "banded":
+        return torch.arange(70).expand(b, h, 70), torch.arange(100).expand(b, h, 100)
+    vert = torch.randint(0, max(t, 1), (b, h, 9), generator=g)
+    vert[..., :3] = torch.arange(3)
+    slash = torch.randint(0, max(t, 1), (b, h, 6), generator=g)
+    return vert, slash
+
+
+@pytest.mark.parametrize(("t", "d", "h", "h_kv", "dtype", "sparsity"), CASES)
+def test_kernel_matches_reference(
+    t: int, d: int, h: int, h_kv: int, dtype: torch.dtype, sparsity: str
+) -> None:
+    b = 2
+    q, k, v = qkv(b, h, h_kv, t, d, dtype, seed=t + d)
+    seq_lens = torch.tensor([t, max(1, t - t // 3)])
+    vert, slash = _indices(b, h, t, sparsity, seed=t)
+    plan = plan_vertical_slash(vert, slash, seq_lens, t)
+    out = torch.full_like(q, float("nan"))
+    out, lse = vertical_slash(q, k, v, plan, out=out)
+    ref, ref_lse = vertical_slash_ref(q, k, v, plan)
+    assert_close(out, ref, seq_lens, f"vertical_slash T={t} D={d} H={h}/{h_kv} {sparsity}")
+    assert_close(lse[..., None], ref_lse[..., None], seq_lens, "lse")
+
+
+def test_head_subset_leaves_other_heads() -> None:
+    q, k, v = qkv(1, 4, 2, 200, 64, torch.float16, seed=1)
+    vert, slash = _indices(1, 2, 200, "random", seed=2)
+    plan = plan_vertical_slash(vert, slash, torch.tensor([200]), 200, heads=torch.tensor([3, 0]))
+    out = torch.full_like(q, 7.0)
+    vertical_slash(q, k, v, plan, out=out)
+    assert (out[:, 1:3] == 7.0).all()
+    ref, _ = vertical_slash_ref(q, k, v, plan)
+    assert_close(out[:, [0, 3]], ref[:, [0, 3]], torch.tensor([200]), "head subset")
+
+
+@pytest.mark.parametrize("sparsity", ["random", "banded", "full"])
+def test_reference_equals_sdpa_with_mask(sparsity: str) -> None:
+    t, h = 333, 3
+    q, k, v = qkv(1, h, 1, t, 64, torch.float32, seed=5)
+    vert, slash = _indices(1, h, t, sparsity, seed=6)
+    plan = plan_vertical_slash(vert, slash, torch.tensor([t]), t)
+    ref, _ = vertical_slash_ref(q, k, v, plan)
+    mask = torch.stack([vertical_slash_mask(plan, 0, s) for s in range(h)])[None]
+    kv = k.expand(1, h, t, 64)
+    sdpa = torch.nn.functional.scaled_dot_product_attention(
+        q, kv, v.expand(1, h, t, 64), attn_mask=mask
+    )
+    torch.testing.assert_close(ref, sdpa, atol=1e-5, rtol=1e-5)
+    if sparsity == "full":
+        dense = torch.nn.functional.scaled_dot_product_attention(
+            q, kv, v.expand(1, h, t, 64), is_causal=True
+        )
+        torch.testing.assert_close(ref, dense, atol=1e-5, rtol=1e-5)
+
+
+def test_mask_contains_every_listed_column_and_diagonal() -> None:
+    t = 400
+    vert, slash = _indices(1, 1, t, "random", seed=9)
+    plan = plan_vertical_slash(vert, slash, torch.tensor([t]), t)
+    mask = vertical_slash_mask(plan, 0, 0)
+    rows = torch.arange(t)
+    for d in [0, *slash[0, 0].tolist()]:
+        i = rows[rows >= d]
+        assert mask[i, i - d].all()
+    for c in vert[0, 0].tolist():
+        assert mask[c:, c].all()
+    assert not mask.triu(1).any()
+
+
+def test_long_sequence_odd_length() -> None:
+    t = 4097
+    q, k, v = qkv(1, 2, 1, t, 64, torch.bfloat16, seed=3)
+    vert = torch.tensor([[[0, 1, 2, 3, 900, 2500]] * 2])
+    slash = torch.tensor([[[1, 64, 1000]] * 2])
+    plan = plan_vertical_slash(vert, slash, torch.tensor([t]), t)
+    out, _ = vertical_slash(q, k, v, plan)
+    ref, _ = vertical_slash_ref(q, k, v, plan)
+    assert_close(out, ref, torch.tensor([t]), "T=4097")
+
+
+@pytest.mark.parametrize(("sinks", "window", "t"), [(128, 300, 700), (100, 1, 500), (0, 64, 257)])
+def test_banded_plan_equals_general_plan(sinks: int, window: int, t: int) -> None:
+    from ragline.attention.patterns import a_shape_indices
+    from ragline.kernels import plan_banded
+
+    q, k, v = qkv(1, 4, 2, t, 64, torch.float16, seed=sinks + window)
+    lens = torch.tensor([t])
+    general = plan_vertical_slash(*a_shape_indices(1, 4, sinks, window), lens, t)
+    fast = plan_banded(sinks, window, lens, t, torch.arange(4))
+    for s in range(4):
+        assert torch.equal(vertical_slash_mask(general, 0, s), vertical_slash_mask(fast, 0, s))
+    assert torch.equal(general.cover, fast.cover) and torch.equal(general.prefix, fast.prefix)
+    out_g, _ = vertical_slash(q, k, v, general)
+    out_f, _ = vertical_slash(q, k, v, fast)
+    torch.testing.assert_close(out_g, out_f, atol=0, rtol=0)
