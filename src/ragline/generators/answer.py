@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from ragline.generators.citations import attribute_citations
 from ragline.generators.prompt import NumberedPromptConfig, build_prompt
 from ragline.types import Answer, Prompt, RunState, Source, StageTrace
 
-__all__ = ["finish_answer", "prompt_of"]
+__all__ = ["final_state", "finish_answer", "prompt_of"]
+
+
+def final_state(stream: Iterable[str | RunState]) -> RunState:
+    """Drain a generator's `stream(state)` and return the state it ends with."""
+    final = None
+    for item in stream:
+        if isinstance(item, RunState):
+            final = item
+    if final is None:
+        raise RuntimeError("a generator's stream ended without its final state")
+    return final
 
 
 def prompt_of(state: RunState) -> Prompt:

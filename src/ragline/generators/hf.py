@@ -10,7 +10,7 @@ from pydantic import Field
 
 from ragline.attention.prefill import PrefillConfig
 from ragline.errors import RaglineError
-from ragline.generators.answer import finish_answer, prompt_of
+from ragline.generators.answer import final_state, finish_answer, prompt_of
 from ragline.generators.detokenize import StreamingDetokenizer
 from ragline.pipeline.stage import ConfiguredStage, StageConfig
 from ragline.types import Prompt, RunState
@@ -193,9 +193,4 @@ class HFGenerator(ConfiguredStage[HFGeneratorConfig]):
 
     def run(self, state: RunState) -> RunState:
         """Generate the whole answer."""
-        final = None
-        for item in self.stream(state):
-            if isinstance(item, RunState):
-                final = item
-        assert final is not None
-        return final
+        return final_state(self.stream(state))

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 from ragline.errors import MissingDependency, RaglineError
-from ragline.generators.answer import finish_answer, prompt_of
+from ragline.generators.answer import final_state, finish_answer, prompt_of
 from ragline.pipeline.stage import ConfiguredStage, StageConfig
 from ragline.types import Prompt, RunState
 
@@ -275,9 +275,4 @@ class OpenAIGenerator(ConfiguredStage[OpenAIGeneratorConfig]):
 
     def run(self, state: RunState) -> RunState:
         """Generate the whole answer."""
-        final = None
-        for item in self.stream(state):
-            if isinstance(item, RunState):
-                final = item
-        assert final is not None
-        return final
+        return final_state(self.stream(state))

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 
 from ragline.errors import ConfigError, MissingDependency, RaglineError
-from ragline.generators.answer import finish_answer, prompt_of
+from ragline.generators.answer import final_state, finish_answer, prompt_of
 from ragline.pipeline.stage import ConfiguredStage, StageConfig, format_validation_error
 from ragline.retrievers.langchain import check_factory, import_factory
 from ragline.types import Prompt, RunState
@@ -152,12 +152,7 @@ class LangChainChatGenerator(ConfiguredStage[LangChainChatConfig]):
 
     def run(self, state: RunState) -> RunState:
         """Generate the whole answer."""
-        final = None
-        for item in self.stream(state):
-            if isinstance(item, RunState):
-                final = item
-        assert final is not None
-        return final
+        return final_state(self.stream(state))
 
     async def arun(self, state: RunState) -> RunState:
         """Like `run`, through the model's `ainvoke`."""
