@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ragline.errors import KernelUnavailable
@@ -10,7 +12,7 @@ from ragline.errors import KernelUnavailable
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["check_qkv", "dot_in_float32", "import_triton", "use_triton"]
+__all__ = ["check_qkv", "dot_in_float32", "import_triton", "run_sparse", "use_triton"]
 
 
 def import_triton() -> Any:
@@ -60,3 +62,45 @@ def dot_in_float32(t: torch.Tensor) -> bool:
 
     interp = not t.is_cuda and os.environ.get("TRITON_INTERPRET") == "1"
     return t.dtype == torch.float32 or (interp and t.dtype == torch.bfloat16)
+
+
+def run_sparse(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    plan: Any,
+    *,
+    reference: Callable[..., tuple[torch.Tensor, torch.Tensor]],
+    launcher: Callable[[], Callable[..., None]],
+    scale: float | None,
+    out: torch.Tensor | None,
+    lse: torch.Tensor | None,
+    num_warps: int | None,
+    num_stages: int | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The dispatch every sparse attention op shares: validate, then its reference or its kernel.
+
+    `launcher()` imports the op's Triton module and returns its `_<op>_launch`; it is called
+    only when the kernel runs, so the reference path never imports Triton.
+    """
+    import torch
+
+    check_qkv(q, k, v, plan.seq_lens)
+    b, h, t, d = q.shape
+    if not use_triton(q):
+        o, l_ = reference(q, k, v, plan, scale=scale, out=out)
+        if lse is None:
+            return o, l_
+        planned = torch.zeros(h, dtype=torch.bool, device=plan.heads.device)
+        planned.index_fill_(0, plan.heads.long(), True)
+        return o, lse.copy_(torch.where(planned[None, :, None], l_, lse))
+    import_triton()
+    launch = launcher()
+    out = torch.empty_like(q) if out is None else out
+    lse = torch.empty((b, h, t), dtype=torch.float32, device=q.device) if lse is None else lse
+    launch(
+        q, k, v, plan, out, lse,
+        1.0 / math.sqrt(d) if scale is None else scale,
+        num_warps or (8 if d == 128 else 4), num_stages or 3,
+    )  # fmt: skip
+    return out, lse

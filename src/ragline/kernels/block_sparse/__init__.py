@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from ragline.kernels._common import check_qkv, import_triton, use_triton
+from ragline.kernels._common import run_sparse
 from ragline.kernels.block_sparse.plan import BlockSparsePlan, plan_block_sparse
 from ragline.kernels.block_sparse.reference import block_sparse_mask, block_sparse_ref
 
@@ -19,13 +18,6 @@ __all__ = [
     "block_sparse_ref",
     "plan_block_sparse",
 ]
-
-
-def _planned(plan: BlockSparsePlan, h: int) -> torch.Tensor:
-    import torch
-
-    hit = torch.zeros(h, dtype=torch.bool, device=plan.heads.device)
-    return hit.index_fill_(0, plan.heads.long(), True)[None, :, None]
 
 
 def block_sparse(
@@ -61,21 +53,13 @@ def block_sparse(
         >>> plan = plan_block_sparse(idx, torch.tensor([256]), 256)
         >>> out, lse = block_sparse(q, k, v, plan)  # doctest: +SKIP
     """
-    import torch
 
-    check_qkv(q, k, v, plan.seq_lens)
-    b, h, t, d = q.shape
-    if not use_triton(q):
-        o, l_ = block_sparse_ref(q, k, v, plan, scale=scale, out=out)
-        return o, l_ if lse is None else lse.copy_(torch.where(_planned(plan, h), l_, lse))
-    import_triton()
-    from ragline.kernels.block_sparse.triton import _block_sparse_launch
+    def launcher() -> Any:
+        from ragline.kernels.block_sparse.triton import _block_sparse_launch
 
-    out = torch.empty_like(q) if out is None else out
-    lse = torch.empty((b, h, t), dtype=torch.float32, device=q.device) if lse is None else lse
-    _block_sparse_launch(
-        q, k, v, plan, out, lse,
-        1.0 / math.sqrt(d) if scale is None else scale,
-        num_warps or (8 if d == 128 else 4), num_stages or 3,
+        return _block_sparse_launch
+
+    return run_sparse(
+        q, k, v, plan, reference=block_sparse_ref, launcher=launcher, scale=scale, out=out, lse=lse,
+        num_warps=num_warps, num_stages=num_stages,
     )  # fmt: skip
-    return out, lse

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from ragline.kernels._common import check_qkv, import_triton, use_triton
+from ragline.kernels._common import run_sparse
 from ragline.kernels.vertical_slash.plan import (
     VerticalSlashPlan,
     plan_banded,
@@ -24,13 +23,6 @@ __all__ = [
     "vertical_slash_mask",
     "vertical_slash_ref",
 ]
-
-
-def _planned(plan: VerticalSlashPlan, h: int) -> torch.Tensor:
-    import torch
-
-    hit = torch.zeros(h, dtype=torch.bool, device=plan.heads.device)
-    return hit.index_fill_(0, plan.heads.long(), True)[None, :, None]
 
 
 def vertical_slash(
@@ -66,21 +58,13 @@ def vertical_slash(
         ...                            torch.tensor([256]), 256)
         >>> out, lse = vertical_slash(q, k, v, plan)  # doctest: +SKIP
     """
-    import torch
 
-    check_qkv(q, k, v, plan.seq_lens)
-    b, h, t, d = q.shape
-    if not use_triton(q):
-        o, l_ = vertical_slash_ref(q, k, v, plan, scale=scale, out=out)
-        return o, l_ if lse is None else lse.copy_(torch.where(_planned(plan, h), l_, lse))
-    import_triton()
-    from ragline.kernels.vertical_slash.triton import _vertical_slash_launch
+    def launcher() -> Any:
+        from ragline.kernels.vertical_slash.triton import _vertical_slash_launch
 
-    out = torch.empty_like(q) if out is None else out
-    lse = torch.empty((b, h, t), dtype=torch.float32, device=q.device) if lse is None else lse
-    _vertical_slash_launch(
-        q, k, v, plan, out, lse,
-        1.0 / math.sqrt(d) if scale is None else scale,
-        num_warps or (8 if d == 128 else 4), num_stages or 3,
+        return _vertical_slash_launch
+
+    return run_sparse(
+        q, k, v, plan, reference=vertical_slash_ref, launcher=launcher, scale=scale, out=out, lse=lse,
+        num_warps=num_warps, num_stages=num_stages,
     )  # fmt: skip
-    return out, lse
