@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections import defaultdict, deque
 from collections.abc import Sequence
 from typing import Any
@@ -13,6 +12,7 @@ from langchain_core.documents import BaseDocumentCompressor
 from langchain_core.documents import Document as LCDocument
 from pydantic import ConfigDict, PrivateAttr, field_validator
 
+from ragline.langchain._warm import WarmOnce
 from ragline.pipeline import Stage
 from ragline.pipeline.pipeline import as_query
 from ragline.retrievers.langchain import from_langchain_documents, to_langchain_documents
@@ -42,8 +42,7 @@ class RaglineCompressor(BaseDocumentCompressor):
     score_key: str | None = None
     """Write the stage's score to this metadata key; None leaves metadata exactly as it came."""
 
-    _warm: bool = PrivateAttr(default=False)
-    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _warm: WarmOnce = PrivateAttr(default_factory=WarmOnce)
 
     @field_validator("stage")
     @classmethod
@@ -53,12 +52,7 @@ class RaglineCompressor(BaseDocumentCompressor):
         return value
 
     def _warm_up(self) -> None:
-        with self._lock:
-            if not self._warm:
-                hook = getattr(self.stage, "warm_up", None)
-                if hook is not None:
-                    hook()
-                self._warm = True
+        self._warm(self.stage)
 
     def _run(self, documents: Sequence[LCDocument], query: str) -> list[LCDocument]:
         self._warm_up()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from typing import Any
 
 from langchain_core.callbacks import (
@@ -14,6 +13,7 @@ from langchain_core.documents import Document as LCDocument
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator
 
+from ragline.langchain._warm import WarmOnce
 from ragline.pipeline import Pipeline, Stage
 from ragline.pipeline.pipeline import as_query
 from ragline.retrievers.langchain import to_langchain_documents
@@ -44,8 +44,7 @@ class RaglineRetriever(BaseRetriever):
     score_key: str | None = "score"
     """The metadata key for each document's score; None leaves it out."""
 
-    _warm: bool = PrivateAttr(default=False)
-    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _warm: WarmOnce = PrivateAttr(default_factory=WarmOnce)
 
     @field_validator("stage")
     @classmethod
@@ -55,13 +54,7 @@ class RaglineRetriever(BaseRetriever):
         return value
 
     def _warm_up(self) -> None:
-        # Loading an index twice from two threads would waste seconds and memory.
-        with self._lock:
-            if not self._warm:
-                hook = getattr(self.stage, "warm_up", None)
-                if hook is not None:
-                    hook()
-                self._warm = True
+        self._warm(self.stage)
 
     def _retrieve(self, query: str) -> RunState:
         if isinstance(self.stage, Pipeline):
@@ -86,7 +79,7 @@ class RaglineRetriever(BaseRetriever):
         run_manager: AsyncCallbackManagerForRetrieverRun,
         k: int | None = None,
     ) -> list[LCDocument]:
-        if not self._warm:
+        if not self._warm.done:
             await asyncio.to_thread(self._warm_up)
         if isinstance(self.stage, Pipeline):
             state = await self.stage.arun_state(query)
