@@ -6,7 +6,7 @@
 The chain is `prompt | pipeline.as_runnable() | parser`: a prompt template shapes the user's
 question, the pipeline retrieves from the bundled example corpus and answers with the packaged
 SmolLM2 (no network after `ragline models pull`), and the parsers split the answer into its
-text (streamed) and its sources (sent once the answer is complete).
+text (streamed) and its sources (printed once the stream ends).
 """
 
 import sys
@@ -36,8 +36,11 @@ sources = RunnableLambda(
 chain = prompt | pipe.as_runnable() | RunnableParallel(text=StrOutputParser(), sources=sources)
 
 question = sys.argv[1] if len(sys.argv) > 1 else "How tall is the Brassmoor Lighthouse?"
+# The two branches of RunnableParallel stream from separate threads, so the sources can
+# arrive before the last text chunk: print them only once the stream is over.
+cited: list[str] = []
 for part in chain.stream({"question": question}):
     if "text" in part:
         print(part["text"], end="", flush=True)
-    if "sources" in part:
-        print("\n\nSources:\n  " + "\n  ".join(part["sources"]))
+    cited.extend(part.get("sources", []))
+print("\n\nSources:\n  " + "\n  ".join(cited))
