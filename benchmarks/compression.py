@@ -251,6 +251,11 @@ class RaglineMethod:
             {"kept_ids": [d.id for d in out.documents], "stage_rate": details.get("rate")},
         )
 
+    def dtype(self) -> str:
+        """The precision the (warmed-up) stage's scoring model runs in."""
+        scorer = next(iter(self.stages.values()))._scorer
+        return str(next(scorer.lm.model.parameters()).dtype).replace("torch.", "")
+
     def close(self) -> None:
         for stage in self.stages.values():
             if hasattr(stage, "close"):
@@ -516,6 +521,15 @@ def parse_options(pairs: list[str]) -> dict[str, Any]:
     return options
 
 
+def ragline_dtype(ragline: RaglineMethod | None, device: str) -> str:
+    """The dtype to run llmlingua in: ragline's own, or ragline's rule when ragline is not run."""
+    if ragline is not None:
+        return ragline.dtype()
+    from ragline.models.loader import cpu_has_native_bf16
+
+    return "bfloat16" if device == "cuda" or cpu_has_native_bf16() else "float32"
+
+
 def default_model_path() -> Path:
     from ragline.models.store import resolve_packaged
 
@@ -541,7 +555,7 @@ def main() -> None:
         "--llmlingua-dtype",
         default="auto",
         choices=("auto", "float32", "bfloat16"),
-        help="auto: float32 on CPU, bfloat16 on CUDA (ragline's rule)",
+        help="auto: the dtype ragline's stage runs in, so both compare in one precision",
     )
     parser.add_argument("--no-llmlingua", action="store_true")
     parser.add_argument("--no-ragline", action="store_true")
@@ -571,10 +585,11 @@ def main() -> None:
         methods["ragline"] = ragline
         closers.append(ragline.close)
         facts["ragline_params"] = {str(r): p for r, p in ragline.params.items()}
+        facts["ragline_dtype"] = ragline.dtype()
     if not args.no_llmlingua:
         dtype = args.llmlingua_dtype
         if dtype == "auto":
-            dtype = "bfloat16" if args.device == "cuda" else "float32"
+            dtype = ragline_dtype(methods.get("ragline"), args.device)
         reference = LLMLinguaMethod(
             args.llmlingua_python, model_path, args.device, dtype, args.llmlingua_pythonpath
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from pathlib import Path
 
@@ -91,3 +92,35 @@ def test_stream_scores_after_only_the_kept_tokens(scorer: LMScorer) -> None:
     rows = torch.cat([logp[last_kept : last_kept + 1], logp[s0 + len(seq1) : n - 1]])
     want = -rows.gather(1, torch.tensor(seq2)[:, None]).squeeze(1)
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+def _brute_force_cost(lengths: list[int], budget: int, overhead: int) -> float:
+    """Cheapest split of the length-sorted rows into contiguous batches, by enumeration."""
+    rows = sorted(lengths)
+    n = len(rows)
+    best = float("inf")
+    for mask in range(2 ** (n - 1)):
+        cuts = [0, *(i + 1 for i in range(n - 1) if mask >> i & 1), n]
+        cost = 0.0
+        for a, b in itertools.pairwise(cuts):
+            if b - a > 1 and (b - a) * rows[b - 1] > budget:
+                cost = float("inf")
+                break
+            cost += (b - a) * rows[b - 1] + overhead
+        best = min(best, cost)
+    return best
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_batches_minimise_padding_plus_overhead(scorer: LMScorer, seed: int) -> None:
+    rng = random.Random(seed)
+    lengths = [rng.choice([rng.randrange(1, 40), rng.randrange(40, 400)]) for _ in range(9)]
+    planner = LMScorer(scorer.lm, batch_tokens=600, batch_overhead=rng.choice([0, 32, 300]))
+    batches = planner._batches(lengths)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    cost = 0.0
+    for b in batches:
+        width = max(lengths[i] for i in b)
+        assert len(b) == 1 or len(b) * width <= planner.batch_tokens
+        cost += len(b) * width + planner.batch_overhead
+    assert cost == _brute_force_cost(lengths, planner.batch_tokens, planner.batch_overhead)

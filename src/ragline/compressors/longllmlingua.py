@@ -30,6 +30,12 @@ class LLMLinguaConfig(StageConfig):
     model: str = "smollm2-135m-instruct"
     """The scoring LM: a packaged short name, a local directory or .gguf file, or a hub id."""
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """`auto`: bfloat16 on CUDA and on CPUs with native bf16 (AVX512-BF16, AMX), float32 elsewhere.
+
+    Scoring only ranks and thresholds surprisals, so bf16 is enough; on a 2-core AVX512-BF16
+    CPU it ran the compressor about 1.8x faster with the same answers kept
+    (benchmarks/compression.py).
+    """
     device: str = Field(default="auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
     rate: float = Field(default=0.5, gt=0.0, le=1.0)
     """Fraction of the documents' tokens to keep."""
@@ -91,10 +97,13 @@ class _Compressor(ConfiguredStage[Any]):
         """Load the scoring model (shared with other stages naming the same model)."""
         if self._scorer is None:
             from ragline.compressors.scoring import LMScorer
-            from ragline.models.loader import load_causal_lm
+            from ragline.models.loader import cpu_has_native_bf16, load_causal_lm, pick_device
 
             cfg = self.config
-            lm = load_causal_lm(cfg.model, dtype=cfg.dtype, device=cfg.device)
+            dtype = cfg.dtype
+            if dtype == "auto" and pick_device(cfg.device) == "cpu" and cpu_has_native_bf16():
+                dtype = "bfloat16"
+            lm = load_causal_lm(cfg.model, dtype=dtype, device=cfg.device)
             self._scorer = LMScorer(lm, batch_tokens=cfg.batch_tokens)
 
     def settings(self) -> Settings:

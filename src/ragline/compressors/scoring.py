@@ -20,7 +20,10 @@ if TYPE_CHECKING:
 
 __all__ = ["LMScorer", "RankPass", "SurprisalStream"]
 
-_HEAD_CHUNK = 1024  # positions per vocabulary projection: bounds memory at chunk x vocab floats
+# Positions per vocabulary projection: bounds memory at chunk x vocab floats. On a CPU a
+# 128 x 49K block stays in cache for the logsumexp that follows (measured 2x faster in bf16
+# than 1024 rows); a GPU wants fewer, larger launches.
+_HEAD_CHUNK = {"cpu": 128, "cuda": 1024}
 
 
 @dataclass(frozen=True)
@@ -42,9 +45,17 @@ class RankPass:
 class LMScorer:
     """Scores text with a loaded causal LM in padding-aware batches."""
 
-    def __init__(self, lm: LoadedLM, *, batch_tokens: int = 8192) -> None:
+    def __init__(
+        self, lm: LoadedLM, *, batch_tokens: int = 8192, batch_overhead: int | None = None
+    ) -> None:
         self.lm = lm
         self.batch_tokens = batch_tokens
+        # What one more forward pass costs, in padded tokens. A CPU runs a 135M model at about
+        # the same tokens/s from 1 to 20 rows, so padding is the waste to avoid; a GPU pays
+        # ~30 layers of kernel launches per pass, so it prefers few wide batches.
+        if batch_overhead is None:
+            batch_overhead = batch_tokens // 2 if str(lm.device).startswith("cuda") else 32
+        self.batch_overhead = batch_overhead
         model = lm.model
         self._decoder = model.get_decoder()
         self._head = model.get_output_embeddings()
@@ -64,13 +75,14 @@ class LMScorer:
         import torch
 
         out = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
+        chunk = _HEAD_CHUNK.get(hidden.device.type, 1024)
         with torch.inference_mode():
-            for s in range(0, hidden.shape[0], _HEAD_CHUNK):
-                logits = self._head(hidden[s : s + _HEAD_CHUNK]).float()
+            for s in range(0, hidden.shape[0], chunk):
+                logits = self._head(hidden[s : s + chunk]).float()
                 if self._softcap:
                     logits = torch.tanh(logits / self._softcap) * self._softcap
-                picked = logits.gather(1, targets[s : s + _HEAD_CHUNK, None]).squeeze(1)
-                out[s : s + _HEAD_CHUNK] = picked - torch.logsumexp(logits, dim=-1)
+                picked = logits.gather(1, targets[s : s + chunk, None]).squeeze(1)
+                out[s : s + chunk] = picked - torch.logsumexp(logits, dim=-1)
         return out
 
     def surprisal(self, hidden: torch.Tensor, targets: Sequence[int]) -> torch.Tensor:
@@ -98,19 +110,30 @@ class LMScorer:
         return out.last_hidden_state
 
     def _batches(self, lengths: Sequence[int]) -> list[list[int]]:
-        """Group row indices of similar length so padding stays small and batches fit the budget."""
+        """Group row indices into batches that minimise padded tokens plus a per-batch overhead.
+
+        Rows are sorted by length and split where the padding a longer row would add to its
+        neighbours costs more than one more forward pass (`batch_overhead` tokens) would; an
+        exact dynamic programme over the sorted rows, O(n^2) for n rows.
+        """
         order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+        n = len(order)
+        cost = [0.0] + [float("inf")] * n  # cost[j]: best cost of the first j sorted rows
+        cut = [0] * (n + 1)
+        for j in range(1, n + 1):
+            width = lengths[order[j - 1]]  # the widest row of any batch ending at j
+            for i in range(j - 1, -1, -1):
+                if i < j - 1 and (j - i) * width > self.batch_tokens:
+                    break  # one row alone may exceed the budget; it still gets a batch
+                c = cost[i] + (j - i) * width + self.batch_overhead
+                if c < cost[j]:
+                    cost[j], cut[j] = c, i
         batches: list[list[int]] = []
-        cur: list[int] = []
-        for i in order:
-            # Rows are sorted by length, so the newest row is the widest of its batch.
-            if cur and (len(cur) + 1) * lengths[i] > self.batch_tokens:
-                batches.append(cur)
-                cur = []
-            cur.append(i)
-        if cur:
-            batches.append(cur)
-        return batches
+        j = n
+        while j > 0:
+            batches.append(order[cut[j] : j])
+            j = cut[j]
+        return batches[::-1]
 
     def rank(self, docs: Sequence[Sequence[int]], query: Sequence[int]) -> RankPass:
         """Score each document by how well it predicts `query`, in batches (one pass over all).

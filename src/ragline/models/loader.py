@@ -16,7 +16,14 @@ if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-__all__ = ["LoadedLM", "load_causal_lm", "load_embedder", "pick_device", "pick_dtype"]
+__all__ = [
+    "LoadedLM",
+    "cpu_has_native_bf16",
+    "load_causal_lm",
+    "load_embedder",
+    "pick_device",
+    "pick_dtype",
+]
 
 _LOCK = threading.Lock()
 _LMS: dict[tuple[str, str, str], LoadedLM] = {}
@@ -40,6 +47,15 @@ def pick_device(device: str = "auto") -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX), as PyTorch detects it."""
+    import torch
+
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    # Private probes of torch.cpu; a torch without them is treated as lacking the feature.
+    return any(bool(getattr(torch.cpu, p, lambda: False)()) for p in probes)
 
 
 def pick_dtype(dtype: str, device: str) -> torch.dtype:
