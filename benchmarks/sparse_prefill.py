@@ -18,6 +18,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +33,12 @@ from _sparse_cases import (
     reference_cases,
     sampled_parity,
 )
+from ragline.kernels import KernelTuning
 from ragline.kernels.density import plan_density as density
 
 H, H_KV, D = 32, 8, 128
 START = time.time()
-KERNEL_KW: dict[str, int] = {}
+KERNEL_KW: dict[str, KernelTuning] = {}
 
 
 def log(msg: str) -> None:
@@ -86,46 +88,44 @@ def dense_ms(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: Any, n:
     return time_ms(fn, warmup=warm, budget_ms=2000 if not big else 1, max_reps=10 if not big else 1)
 
 
+TUNINGS = [
+    KernelTuning(num_warps=8, num_stages=3, wide=False, lazy=False),  # the first version
+    KernelTuning(num_warps=8, num_stages=3, wide=True, lazy=False),
+    KernelTuning(num_warps=8, num_stages=3, wide=True, lazy=True),
+    KernelTuning(num_warps=8, num_stages=2, wide=True, lazy=False),
+    KernelTuning(num_warps=8, num_stages=4, wide=True, lazy=False),
+    KernelTuning(num_warps=4, num_stages=3, wide=True, lazy=False),
+]
+
+
 def tune(n: int) -> list[dict]:
-    """Kernel launch configs on BS top-100, banded VS and dense-through-our-kernel, at length n."""
+    """Kernel launch choices on BS top-100, banded VS, A-shape and dense-through-our-kernel."""
     q, k, v = qkv(n)
     from torch.nn.attention import SDPBackend
 
     cudnn = dense_ms(q, k, v, SDPBackend.CUDNN_ATTENTION, n)
-    cases = [block_sparse_case(100), banded_case(1000, 6096), banded_case(0, n, "dense_via_vs")]
+    cases = [block_sparse_case(100), banded_case(1000, 6096), banded_case(128, 3968, "a_shape"),
+             banded_case(0, n, "dense_via_vs")]  # fmt: skip
+    plans = [case.build(q, k) for case in cases]
     rows, best = [], {}
-    for warps, stages in [(8, 3), (8, 2), (4, 3), (8, 4), (4, 2)]:
-        for case in cases:
-            plan = case.build(q, k)
+    for tuning in TUNINGS:
+        for case, plan in zip(cases, plans, strict=True):
             try:
-                ms = time_ms(
-                    lambda c=case, p=plan, w=warps, st=stages: c.run(
-                        q, k, v, p, num_warps=w, num_stages=st
-                    )
-                )
+                ms = time_ms(lambda c=case, p=plan, t=tuning: c.run(q, k, v, p, tuning=t))
                 dens = density(plan)
-                rows.append({"case": f"{case.pattern}/{case.indices}", "seq_len": n, "num_warps": warps,
-                             "num_stages": stages, "kernel_ms": ms, "density": dens,
+                rows.append({"case": f"{case.pattern}/{case.indices}", "seq_len": n,
+                             **asdict(tuning), "kernel_ms": ms, "density": dens,
                              "rate_vs_cudnn": dens * cudnn / ms})  # fmt: skip
-                best.setdefault((warps, stages), 0.0)
-                best[(warps, stages)] += ms
-                log(
-                    f"tune {case.pattern}/{case.indices} w{warps} s{stages}: {ms:.2f} ms rate {dens * cudnn / ms:.2f}"
-                )
+                best[tuning] = best.get(tuning, 0.0) + ms
+                log(f"tune n={n} {case.pattern}/{case.indices} {tuning}: {ms:.2f} ms "
+                    f"rate {dens * cudnn / ms:.2f}")  # fmt: skip
             except Exception as err:
-                rows.append(
-                    {
-                        "case": case.pattern,
-                        "num_warps": warps,
-                        "num_stages": stages,
-                        "error": repr(err)[:300],
-                    }
-                )
-                log(f"tune w{warps} s{stages} FAILED {err!r}")
+                rows.append({"case": case.pattern, **asdict(tuning), "error": repr(err)[:300]})
+                best[tuning] = float("inf")
+                log(f"tune {tuning} FAILED {err!r}")
     if best:
-        warps, stages = min(best, key=best.get)
-        KERNEL_KW.update(num_warps=warps, num_stages=stages)
-        log(f"chosen launch config: {KERNEL_KW}")
+        KERNEL_KW["tuning"] = min(best, key=lambda t: best[t])
+        log(f"chosen launch config at n={n}: {KERNEL_KW}")
     return rows
 
 
@@ -224,7 +224,7 @@ def main() -> None:
     ap.add_argument("--parity-lengths", default="1000,4097,16411,65536,131072")
     ap.add_argument("--e2e-lengths", default="32768,131072,262144")
     ap.add_argument("--sweep-at", default="65536,131072")
-    ap.add_argument("--tune-at", type=int, default=131072)
+    ap.add_argument("--tune-at", default="131072", help="lengths; the last one's choice is kept")
     ap.add_argument(
         "--deadline", type=float, default=480.0, help="seconds; later phases are skipped"
     )
@@ -246,7 +246,7 @@ def main() -> None:
         path.write_text(json.dumps(payload, indent=1) + "\n")
 
     steps: list[tuple[str, Callable[[], Any]]] = [
-        ("tune", lambda: tune(args.tune_at)),
+        ("tune", lambda: [r for n in ints(args.tune_at) for r in tune(n)]),
         ("parity", lambda: parity(ints(args.parity_lengths))),
         ("results", lambda: kernels(ints(args.lengths), set(ints(args.sweep_at)), args.deadline)),
         ("e2e", lambda: __import__("_sparse_e2e").run_e2e(ints(args.e2e_lengths), lambda: time.time() - START > args.deadline, log)),
@@ -263,7 +263,7 @@ def main() -> None:
         except Exception as err:
             payload[key] = [{"error": repr(err)[:500], "traceback": traceback.format_exc()[-1500:]}]
             log(f"phase {key} FAILED: {err!r}")
-        payload["launch_config"] = dict(KERNEL_KW)
+        payload["launch_config"] = {k: asdict(t) for k, t in KERNEL_KW.items()}
         save()
     summary(payload)
 

@@ -168,14 +168,23 @@ def a_shape_indices(
 
 
 def _pool(x: torch.Tensor, block: int) -> torch.Tensor:
-    """Mean of each block of `block` rows (the last block may be short): `[B, H, cdiv(T, block), D]`."""
+    """Mean of each block of `block` rows (the last block may be short): `[B, H, cdiv(T, block), D]`.
+
+    Reduces in float32 straight from `x` (no float or padded copy of a 1 GB query tensor).
+    """
     import torch
 
-    t = x.shape[2]
-    n = -(-t // block)
-    summed = torch.nn.functional.pad(x, (0, 0, 0, n * block - t)).unflatten(2, (n, block))
-    rows = (t - torch.arange(n, device=x.device) * block).clamp(max=block)
-    return summed.float().sum(3) / rows[:, None]
+    b, h, t, d = x.shape
+    full = t // block
+    out = torch.empty(b, h, -(-t // block), d, dtype=torch.float32, device=x.device)
+    if full:
+        torch.mean(
+            x[:, :, : full * block].unflatten(2, (full, block)), 3, dtype=torch.float32,
+            out=out[:, :, :full],
+        )  # fmt: skip
+    if t > full * block:
+        torch.mean(x[:, :, full * block :], 2, dtype=torch.float32, out=out[:, :, full])
+    return out
 
 
 def block_sparse_scores(
@@ -203,8 +212,9 @@ def block_sparse_scores(
     )
     out = torch.empty(b, h, n_m, n_k, dtype=torch.float32, device=q.device)
     for hs in _chunks(h, n_m * n_k * 4):
-        s = q_pool[:, hs] @ _kv_for(k_pool, hs, kv_index).transpose(-1, -2)
-        out[:, hs] = s.masked_fill(~left, float("-inf"))
+        part = out[:, hs]
+        torch.matmul(q_pool[:, hs], _kv_for(k_pool, hs, kv_index).transpose(-1, -2), out=part)
+        part.masked_fill_(~left, float("-inf"))
     return out
 
 

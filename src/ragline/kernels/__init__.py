@@ -13,6 +13,7 @@ Ops (one folder each, see its README.md for the math):
 Importing this package does not import Triton; the kernels import it when first called.
 """
 
+from ragline.kernels._common import KernelTuning
 from ragline.kernels.block_sparse import (
     BlockSparsePlan,
     block_sparse,
@@ -30,6 +31,7 @@ from ragline.kernels.vertical_slash import (
 
 __all__ = [
     "BlockSparsePlan",
+    "KernelTuning",
     "VerticalSlashPlan",
     "block_sparse",
     "block_sparse_ref",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ragline.errors import KernelUnavailable
@@ -12,7 +13,31 @@ from ragline.errors import KernelUnavailable
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["check_qkv", "dot_in_float32", "import_triton", "run_sparse", "use_triton"]
+__all__ = [
+    "KernelTuning",
+    "check_qkv",
+    "dot_in_float32",
+    "import_triton",
+    "run_sparse",
+    "use_triton",
+]
+
+
+@dataclass(frozen=True)
+class KernelTuning:
+    """Launch choices of the sparse kernels that do not change results (benchmarks sweep them).
+
+    Attributes:
+        num_warps: warps per program (default 8 for head dim 128, else 4).
+        num_stages: software-pipelining depth of the key loops.
+        wide: step through key ranges and listed blocks two blocks (128 keys) at a time.
+        lazy: rescale the running output only when a row's maximum grows by more than 2^8.
+    """
+
+    num_warps: int | None = None
+    num_stages: int = 3
+    wide: bool = True
+    lazy: bool = False
 
 
 def import_triton() -> Any:
@@ -75,8 +100,7 @@ def run_sparse(
     scale: float | None,
     out: torch.Tensor | None,
     lse: torch.Tensor | None,
-    num_warps: int | None,
-    num_stages: int | None,
+    tuning: KernelTuning | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The dispatch every sparse attention op shares: validate, then its reference or its kernel.
 
@@ -98,9 +122,11 @@ def run_sparse(
     launch = launcher()
     out = torch.empty_like(q) if out is None else out
     lse = torch.empty((b, h, t), dtype=torch.float32, device=q.device) if lse is None else lse
+    tuning = tuning or KernelTuning()
     launch(
         q, k, v, plan, out, lse,
         1.0 / math.sqrt(d) if scale is None else scale,
-        num_warps or (8 if d == 128 else 4), num_stages or 3,
+        tuning.num_warps or (8 if d == 128 else 4), tuning.num_stages,
+        tuning.wide, tuning.lazy,
     )  # fmt: skip
     return out, lse

@@ -13,12 +13,26 @@ import triton.language as tl
 
 
 @triton.jit
-def _softmax_update(acc, m_i, l_i, qk, v, IEEE: tl.constexpr):
-    m_new = tl.maximum(m_i, tl.max(qk, 1))
-    alpha = tl.math.exp2(m_i - m_new)
-    p = tl.math.exp2(qk - m_new[:, None])
-    l_i = l_i * alpha + tl.sum(p, 1)
-    acc = acc * alpha[:, None]
+def _softmax_update(acc, m_i, l_i, qk, v, IEEE: tl.constexpr, LAZY: tl.constexpr):
+    m_blk = tl.max(qk, 1)
+    if LAZY:
+        # Rescale the accumulator only when some row's maximum grew by more than 2^8; otherwise
+        # keep the stale maximum (p <= 256 stays exact enough in fp32 sums and bf16 products).
+        if tl.max(m_blk - m_i, 0) > 8.0:
+            m_new = tl.maximum(m_i, m_blk)
+            alpha = tl.math.exp2(m_i - m_new)
+            l_i = l_i * alpha
+            acc = acc * alpha[:, None]
+            m_i = m_new
+        p = tl.math.exp2(qk - m_i[:, None])
+        l_i = l_i + tl.sum(p, 1)
+        m_new = m_i
+    else:
+        m_new = tl.maximum(m_i, m_blk)
+        alpha = tl.math.exp2(m_i - m_new)
+        p = tl.math.exp2(qk - m_new[:, None])
+        l_i = l_i * alpha + tl.sum(p, 1)
+        acc = acc * alpha[:, None]
     if IEEE:
         p32 = p.to(v.dtype).to(tl.float32)
         acc = tl.dot(
@@ -41,6 +55,22 @@ def _scores(q, k, qk_scale, IEEE: tl.constexpr):
 
 
 @triton.jit
+def _attend_tile(acc, m_i, l_i, q, p_k0, p_v0, s_kt, s_vt, o_key, m_key, qk_scale,
+                 HEAD_DIM: tl.constexpr, IEEE: tl.constexpr, LAZY: tl.constexpr, MASKED: tl.constexpr):  # fmt: skip
+    """Keys `o_key` (any width); with MASKED, keys where `m_key` is false score -inf.
+
+    Masked keys are still loaded (callers point them at valid rows), so loads stay unmasked.
+    """
+    o_d = tl.arange(0, HEAD_DIM)
+    b_k = tl.load(p_k0 + o_key[:, None] * s_kt + o_d[None, :])
+    qk = _scores(q, b_k, qk_scale, IEEE)
+    if MASKED:
+        qk = tl.where(m_key[None, :], qk, float("-inf"))
+    b_v = tl.load(p_v0 + o_key[:, None] * s_vt + o_d[None, :])
+    return _softmax_update(acc, m_i, l_i, qk, b_v, IEEE, LAZY)
+
+
+@triton.jit
 def _attend_range(
     acc,
     m_i,
@@ -56,15 +86,29 @@ def _attend_range(
     BLOCK_N: tl.constexpr,
     HEAD_DIM: tl.constexpr,
     IEEE: tl.constexpr,
+    WIDE: tl.constexpr,
+    LAZY: tl.constexpr,
 ):
-    """Keys `[lo, hi)`, `hi - lo` a multiple of BLOCK_N, all visible to every row: no masks."""
+    """Keys `[lo, hi)`, `hi - lo` a multiple of BLOCK_N, all visible to every row: no masks.
+
+    With WIDE, steps of 2 * BLOCK_N keys while two blocks remain (half the per-step softmax
+    bookkeeping), then at most one step of BLOCK_N.
+    """
+    if WIDE:
+        o_w = tl.arange(0, 2 * BLOCK_N)
+        mid = lo + (hi - lo) // (2 * BLOCK_N) * (2 * BLOCK_N)
+        for start in range(lo, mid, 2 * BLOCK_N):
+            acc, m_i, l_i = _attend_tile(
+                acc, m_i, l_i, q, p_k0, p_v0, s_kt, s_vt, start + o_w, o_w, qk_scale,
+                HEAD_DIM, IEEE, LAZY, False,
+            )  # fmt: skip
+        lo = mid
     o_n = tl.arange(0, BLOCK_N)
-    o_d = tl.arange(0, HEAD_DIM)
     for start in range(lo, hi, BLOCK_N):
-        b_k = tl.load(p_k0 + (start + o_n)[:, None] * s_kt + o_d[None, :])
-        qk = _scores(q, b_k, qk_scale, IEEE)
-        b_v = tl.load(p_v0 + (start + o_n)[:, None] * s_vt + o_d[None, :])
-        acc, m_i, l_i = _softmax_update(acc, m_i, l_i, qk, b_v, IEEE)
+        acc, m_i, l_i = _attend_tile(
+            acc, m_i, l_i, q, p_k0, p_v0, s_kt, s_vt, start + o_n, o_n, qk_scale,
+            HEAD_DIM, IEEE, LAZY, False,
+        )  # fmt: skip
     return acc, m_i, l_i
 
 
@@ -84,16 +128,33 @@ def _attend_blocks(
     BLOCK_N: tl.constexpr,
     HEAD_DIM: tl.constexpr,
     IEEE: tl.constexpr,
+    WIDE: tl.constexpr,
+    LAZY: tl.constexpr,
 ):
-    """Key blocks `idx[0:count]` (units of BLOCK_N keys), all visible to every row: no masks."""
-    o_n = tl.arange(0, BLOCK_N)
-    o_d = tl.arange(0, HEAD_DIM)
-    for i in range(0, count):
-        start = tl.load(p_idx + i) * BLOCK_N
-        b_k = tl.load(p_k0 + (start + o_n)[:, None] * s_kt + o_d[None, :])
-        qk = _scores(q, b_k, qk_scale, IEEE)
-        b_v = tl.load(p_v0 + (start + o_n)[:, None] * s_vt + o_d[None, :])
-        acc, m_i, l_i = _softmax_update(acc, m_i, l_i, qk, b_v, IEEE)
+    """Key blocks `idx[0:count]` (units of BLOCK_N keys), all visible to every row.
+
+    With WIDE, two listed blocks are gathered into one tile of 2 * BLOCK_N keys (an odd count
+    masks the second half of the last tile, which reads block 0 in its place).
+    """
+    if WIDE:
+        o_w = tl.arange(0, 2 * BLOCK_N)
+        half = o_w // BLOCK_N
+        within = o_w % BLOCK_N
+        for i in range(0, count, 2):
+            m_key = i + half < count
+            blk = tl.load(p_idx + i + half, mask=m_key, other=0)
+            acc, m_i, l_i = _attend_tile(
+                acc, m_i, l_i, q, p_k0, p_v0, s_kt, s_vt, blk * BLOCK_N + within, m_key,
+                qk_scale, HEAD_DIM, IEEE, LAZY, True,
+            )  # fmt: skip
+    else:
+        o_n = tl.arange(0, BLOCK_N)
+        for i in range(0, count):
+            start = tl.load(p_idx + i) * BLOCK_N
+            acc, m_i, l_i = _attend_tile(
+                acc, m_i, l_i, q, p_k0, p_v0, s_kt, s_vt, start + o_n, o_n, qk_scale,
+                HEAD_DIM, IEEE, LAZY, False,
+            )  # fmt: skip
     return acc, m_i, l_i
 
 
@@ -114,6 +175,7 @@ def _attend_diagonal(
     BLOCK_N: tl.constexpr,
     HEAD_DIM: tl.constexpr,
     IEEE: tl.constexpr,
+    LAZY: tl.constexpr,
 ):
     """Keys of the query block itself, causal and bounded by the sequence length."""
     o_m = start_m + tl.arange(0, BLOCK_M)
@@ -127,7 +189,7 @@ def _attend_diagonal(
         qk = _scores(q, b_k, qk_scale, IEEE)
         qk = tl.where((o_key[None, :] <= o_m[:, None]) & m_key[None, :], qk, float("-inf"))
         b_v = tl.load(p_v0 + o_key[:, None] * s_vt + o_d[None, :], mask=m_key[:, None], other=0.0)
-        acc, m_i, l_i = _softmax_update(acc, m_i, l_i, qk, b_v, IEEE)
+        acc, m_i, l_i = _softmax_update(acc, m_i, l_i, qk, b_v, IEEE, LAZY)
     return acc, m_i, l_i
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ragline.kernels._common import run_sparse
+from ragline.kernels._common import KernelTuning, run_sparse
 from ragline.kernels.block_sparse.plan import BlockSparsePlan, plan_block_sparse
 from ragline.kernels.block_sparse.reference import block_sparse_mask, block_sparse_ref
 
@@ -29,8 +29,7 @@ def block_sparse(
     scale: float | None = None,
     out: torch.Tensor | None = None,
     lse: torch.Tensor | None = None,
-    num_warps: int | None = None,
-    num_stages: int | None = None,
+    tuning: KernelTuning | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Causal attention of each planned head over its listed key blocks and its own block.
 
@@ -41,6 +40,7 @@ def block_sparse(
         scale: softmax scale, default `1 / sqrt(D)`.
         out, lse: optional `[B, H, T, D]` and `[B, H, T]` float32 to write into; heads outside
             `plan.heads` are left untouched.
+        tuning: launch choices (warps, stages, tile width); results do not depend on them.
 
     Returns:
         `(out [B, H, T, D], lse [B, H, T] float32)`; rows at or past `seq_lens[b]` are 0 / -inf.
@@ -61,5 +61,5 @@ def block_sparse(
 
     return run_sparse(
         q, k, v, plan, reference=block_sparse_ref, launcher=launcher, scale=scale, out=out, lse=lse,
-        num_warps=num_warps, num_stages=num_stages,
+        tuning=tuning,
     )  # fmt: skip

@@ -53,6 +53,9 @@ def _block_sparse_kernel(
     BLOCK_N: tl.constexpr,
     HEAD_DIM: tl.constexpr,
     IEEE: tl.constexpr,
+    WIDE: tl.constexpr,
+    LAZY: tl.constexpr,
+    DIAG_N: tl.constexpr,
 ):
     i_m = tl.num_programs(0) - 1 - tl.program_id(0)
     i_bs = tl.program_id(1)
@@ -91,6 +94,8 @@ def _block_sparse_kernel(
         BLOCK_N,
         HEAD_DIM,
         IEEE,
+        WIDE,
+        LAZY,
     )
     acc, m_i, l_i = _attend_diagonal(
         acc,
@@ -105,9 +110,10 @@ def _block_sparse_kernel(
         seq_len,
         qk_scale,
         BLOCK_M,
-        BLOCK_N,
+        DIAG_N,
         HEAD_DIM,
         IEEE,
+        LAZY,
     )
     p_o = Out + i_b * s_ob + i_h * s_oh + o_m[:, None] * s_ot + o_d[None, :]
     p_lse = LSE + i_b * s_lb + i_h * s_lh + o_m
@@ -124,6 +130,8 @@ def _block_sparse_launch(
     scale: float,
     num_warps: int,
     num_stages: int,
+    wide: bool,
+    lazy: bool,
 ) -> None:
     b, h, t, d = q.shape
     n_slots = plan.heads.shape[0]
@@ -162,6 +170,9 @@ def _block_sparse_launch(
         BLOCK_N=plan.block_n,
         HEAD_DIM=d,
         IEEE=dot_in_float32(q),
+        WIDE=wide,
+        LAZY=lazy,
+        DIAG_N=min(plan.block_m, 2 * plan.block_n) if wide else plan.block_n,
         num_warps=num_warps,
         num_stages=num_stages,
     )

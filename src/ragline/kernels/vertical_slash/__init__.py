@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ragline.kernels._common import run_sparse
+from ragline.kernels._common import KernelTuning, run_sparse
 from ragline.kernels.vertical_slash.plan import (
     VerticalSlashPlan,
     plan_banded,
@@ -34,8 +34,7 @@ def vertical_slash(
     scale: float | None = None,
     out: torch.Tensor | None = None,
     lse: torch.Tensor | None = None,
-    num_warps: int | None = None,
-    num_stages: int | None = None,
+    tuning: KernelTuning | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Causal attention of each planned head over its columns, diagonal runs and own block.
 
@@ -46,6 +45,7 @@ def vertical_slash(
         scale: softmax scale, default `1 / sqrt(D)`.
         out, lse: optional `[B, H, T, D]` and `[B, H, T]` float32 to write into; heads outside
             `plan.heads` are left untouched.
+        tuning: launch choices (warps, stages, tile width); results do not depend on them.
 
     Returns:
         `(out [B, H, T, D], lse [B, H, T] float32)`; rows at or past `seq_lens[b]` are 0 / -inf.
@@ -66,5 +66,5 @@ def vertical_slash(
 
     return run_sparse(
         q, k, v, plan, reference=vertical_slash_ref, launcher=launcher, scale=scale, out=out, lse=lse,
-        num_warps=num_warps, num_stages=num_stages,
+        tuning=tuning,
     )  # fmt: skip

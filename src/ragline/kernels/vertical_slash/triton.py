@@ -66,6 +66,9 @@ def _vertical_slash_kernel(
     BLOCK_N: tl.constexpr,
     HEAD_DIM: tl.constexpr,
     IEEE: tl.constexpr,
+    WIDE: tl.constexpr,
+    LAZY: tl.constexpr,
+    DIAG_N: tl.constexpr,
 ):
     # Longest rows first: the last query blocks carry the most work.
     i_m = tl.num_programs(0) - 1 - tl.program_id(0)
@@ -95,8 +98,9 @@ def _vertical_slash_kernel(
     n_prefix = tl.load(prefix + slot)
     hi = tl.where(live, tl.minimum(n_prefix, start_m), 0)
     acc, m_i, l_i = _attend_range(
-        acc, m_i, l_i, b_q, p_k0, p_v0, s_kt, s_vt, 0, hi, qk_scale, BLOCK_N, HEAD_DIM, IEEE
-    )
+        acc, m_i, l_i, b_q, p_k0, p_v0, s_kt, s_vt, 0, hi, qk_scale, BLOCK_N, HEAD_DIM, IEEE,
+        WIDE, LAZY,
+    )  # fmt: skip
 
     # 2. merged diagonal runs: run r covers key blocks [kb - hi_r, kb - lo_r] of this query block
     kb = start_m // BLOCK_N
@@ -107,8 +111,9 @@ def _vertical_slash_kernel(
         lo = tl.maximum(n_prefix, (kb - e_hi) * BLOCK_N)
         hi = (kb - e_lo + 1) * BLOCK_N
         acc, m_i, l_i = _attend_range(
-            acc, m_i, l_i, b_q, p_k0, p_v0, s_kt, s_vt, lo, hi, qk_scale, BLOCK_N, HEAD_DIM, IEEE
-        )
+            acc, m_i, l_i, b_q, p_k0, p_v0, s_kt, s_vt, lo, hi, qk_scale, BLOCK_N, HEAD_DIM, IEEE,
+            WIDE, LAZY,
+        )  # fmt: skip
 
     # 3. gathered columns left of this block that neither the prefix nor a run covered
     n_col = tl.where(live, tl.load(column_count + slot * n_mblocks + i_m), 0)
@@ -121,7 +126,7 @@ def _vertical_slash_kernel(
         qk = _scores(b_q, b_k, qk_scale, IEEE)
         qk = tl.where(m_col[None, :], qk, float("-inf"))
         b_v = tl.load(p_v0 + o_col[:, None] * s_vt + o_d[None, :], mask=m_col[:, None], other=0.0)
-        acc, m_i, l_i = _softmax_update(acc, m_i, l_i, qk, b_v, IEEE)
+        acc, m_i, l_i = _softmax_update(acc, m_i, l_i, qk, b_v, IEEE, LAZY)
 
     # 4. the diagonal block, causal
     acc, m_i, l_i = _attend_diagonal(
@@ -137,9 +142,10 @@ def _vertical_slash_kernel(
         seq_len,
         qk_scale,
         BLOCK_M,
-        BLOCK_N,
+        DIAG_N,
         HEAD_DIM,
         IEEE,
+        LAZY,
     )
     p_o = Out + i_b * s_ob + i_h * s_oh + o_m[:, None] * s_ot + o_d[None, :]
     p_lse = LSE + i_b * s_lb + i_h * s_lh + o_m
@@ -156,6 +162,8 @@ def _vertical_slash_launch(
     scale: float,
     num_warps: int,
     num_stages: int,
+    wide: bool,
+    lazy: bool,
 ) -> None:
     b, h, t, d = q.shape
     n_slots = plan.heads.shape[0]
@@ -201,6 +209,9 @@ def _vertical_slash_launch(
         BLOCK_N=plan.block_n,
         HEAD_DIM=d,
         IEEE=dot_in_float32(q),
+        WIDE=wide,
+        LAZY=lazy,
+        DIAG_N=min(plan.block_m, 2 * plan.block_n) if wide else plan.block_n,
         num_warps=num_warps,
         num_stages=num_stages,
     )
