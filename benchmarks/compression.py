@@ -248,7 +248,11 @@ class RaglineMethod:
         return (
             text,
             seconds,
-            {"kept_ids": [d.id for d in out.documents], "stage_rate": details.get("rate")},
+            {
+                "kept_ids": [d.id for d in out.documents],
+                "stage_rate": details.get("rate"),
+                "rank_seconds": details.get("seconds", {}).get("rank"),
+            },
         )
 
     def dtype(self) -> str:
@@ -305,7 +309,7 @@ class LLMLinguaMethod:
         reply = self._read()
         if "error" in reply:
             raise RuntimeError(f"llmlingua: {reply['error']}")
-        return reply["compressed"], reply["seconds"], {}
+        return reply["compressed"], reply["seconds"], {"rank_seconds": reply.get("rank_seconds")}
 
     def close(self) -> None:
         if self.proc.stdin is not None:
@@ -381,6 +385,8 @@ def run_all(
                         continue
                     result = score(item, order, rate, text, original, tokens)
                     result["seconds"] = seconds
+                    if extra.get("rank_seconds") is not None:
+                        result["rank_seconds"] = extra["rank_seconds"]
                     if "kept_ids" in extra:
                         result["gold_id_kept"] = item.gold_id in extra["kept_ids"]
                         result["documents_kept"] = len(extra["kept_ids"])
@@ -431,6 +437,10 @@ def aggregate(rows: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
                     "gold_judged": len(judged),
                     "seconds": summarize([c["seconds"] for c in ok]),
                 }
+                ranked = [c["rank_seconds"] for c in ok if "rank_seconds" in c]
+                if ranked:
+                    # The document-ranking pass alone: the same work in both implementations.
+                    stats["rank_seconds"] = summarize(ranked)
                 if name == "ragline":
                     pairs = [
                         (c["gold_survived"], c["gold_id_kept"])
@@ -478,7 +488,8 @@ def goals(table: dict[str, Any]) -> dict[str, bool | None]:
 
 def print_table(table: dict[str, Any], checks: dict[str, bool | None]) -> None:
     print(
-        f"\n{'order@rate':<18} {'method':<11} {'rate':>6} {'retained':>9} {'gold kept':>10} {'median s':>9} {'mean s':>8}"
+        f"\n{'order@rate':<18} {'method':<11} {'rate':>6} {'retained':>9} {'gold kept':>10} "
+        f"{'median s':>9} {'mean s':>8} {'rank s':>7}"
     )
     for key, cell in table.items():
         for name in METHODS:
@@ -489,7 +500,8 @@ def print_table(table: dict[str, Any], checks: dict[str, bool | None]) -> None:
                 f"{key:<18} {name:<11} {s['achieved_rate']:>6.3f} "
                 f"{s['retained']:>4}/{cell['questions']:<4} "
                 f"{s['gold_survived']:>5}/{s['gold_judged']:<4} "
-                f"{s['seconds']['median']:>9.3f} {s['seconds']['mean']:>8.3f}"
+                f"{s['seconds']['median']:>9.3f} {s['seconds']['mean']:>8.3f} "
+                + (f"{s['rank_seconds']['median']:>7.3f}" if "rank_seconds" in s else f"{'-':>7}")
             )
         ratio = cell.get("time_ratio_ragline_over_llmlingua")
         extra = (

@@ -92,9 +92,7 @@ TUNINGS = [
     KernelTuning(num_warps=8, num_stages=3, wide=False, lazy=False),  # the first version
     KernelTuning(num_warps=8, num_stages=3, wide=True, lazy=False),
     KernelTuning(num_warps=8, num_stages=3, wide=True, lazy=True),
-    KernelTuning(num_warps=8, num_stages=2, wide=True, lazy=False),
-    KernelTuning(num_warps=8, num_stages=4, wide=True, lazy=False),
-    KernelTuning(num_warps=4, num_stages=3, wide=True, lazy=False),
+    KernelTuning(num_warps=8, num_stages=2, wide=True, lazy=True),
 ]
 
 

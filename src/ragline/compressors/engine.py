@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
@@ -72,6 +73,8 @@ class CompressionResult:
     tokens_in: int
     tokens_out: int
     originals: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    """Wall time of the phases: `rank` (the document pass) and `token_level`."""
 
     @property
     def rate(self) -> float:
@@ -201,7 +204,9 @@ def compress(
         # A question as long as the window would leave no room for the documents.
         cap = scorer.window // 4
         q_rank, q_prefix = q_rank[-cap:], q_prefix[-cap:]
+    started = time.perf_counter()
     rank = scorer.rank([tokenized[i].ids for i in live], q_rank)
+    rank_s = time.perf_counter() - started
     perplexity = [0.0] * len(live)
     if not s.question_aware:
         perplexity = [
@@ -216,7 +221,9 @@ def compress(
     ratios = dynamic_ratios([lengths[live[k]] for k in chosen], target, s.dynamic_ratio)
 
     jobs = [(k, tokenized[live[k]], r) for k, r in zip(chosen, ratios, strict=True) if r < 1.0]
+    started = time.perf_counter()
     masks = _TokenLevel(scorer, rank, q_prefix, s).run(jobs)
+    token_s = time.perf_counter() - started
     texts = {
         k: assemble(tokenized[live[k]], masks[k]) if k in masks else docs[live[k]].text
         for k in chosen
@@ -254,4 +261,5 @@ def compress(
         tokens_in=total,
         tokens_out=sum(out_tokens.values()),
         originals=originals,
+        seconds={"rank": rank_s, "token_level": token_s},
     )

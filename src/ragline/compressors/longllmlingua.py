@@ -153,6 +153,7 @@ class _Compressor(ConfiguredStage[Any]):
             rate=round(result.rate, 4),
             requested=self.config.target_tokens or self.config.rate,
             dropped=list(result.dropped),
+            seconds={k: round(v, 4) for k, v in result.seconds.items()},
             documents=[
                 {
                     "id": r.id,
