@@ -9,7 +9,7 @@ exactly what the kernels will compute.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ragline.attention.config import (
     AShape,
@@ -22,7 +22,13 @@ from ragline.attention.config import (
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["Candidate", "attention_recall", "calibrate_model", "candidates_for_budget"]
+__all__ = [
+    "VS_SCALES",
+    "Candidate",
+    "attention_recall",
+    "calibrate_model",
+    "candidates_for_budget",
+]
 
 
 @dataclass(frozen=True)
@@ -95,43 +101,77 @@ def attention_recall(q: torch.Tensor, k: torch.Tensor, plans: list[Any]) -> torc
     return torch.stack(out)
 
 
+VS_SCALES = (1.0, 0.6, 0.35, 0.2)
+"""Size factors tried for vertical-slash, so each head can get one whose real density fits."""
+
+_SLACK = 1.1
+"""A candidate counts as equal-cost when its measured density is within 10 % of A-shape's."""
+
+
+def _scaled(vs: VerticalSlash, factor: float) -> VerticalSlash:
+    # The index builder always keeps 64 sink columns and 64 local diagonals.
+    return VerticalSlash(
+        vertical=max(64, round(vs.vertical * factor)), slash=max(64, round(vs.slash * factor))
+    )
+
+
 def calibrate_model(
     layers_qk: list[list[tuple[torch.Tensor, torch.Tensor]]],
     model_name: str,
     seq_len: int,
     budget: float,
 ) -> tuple[SparsePrefillConfig, dict[str, Any]]:
-    """Pick, per head, the candidate with the best mean recall over samples.
+    """Pick, per head, the equal-cost candidate with the best mean recall over samples.
+
+    Cost is the measured plan density (tiles the kernel computes), not the nominal keys per
+    row: on real queries estimated slashes scatter, and block-rounded runs can cost twice
+    their nominal size. A-shape's density (fixed by its sizes) sets each head's cost; block-
+    sparse is sized to the same keys per row; vertical-slash is tried at `VS_SCALES` of its
+    nominal sizes and each head uses the largest whose mean density is within 10 % of the
+    cost (else the smallest).
 
     Args:
         layers_qk: per sample, per layer `(q [1,H,T,D], k [1,H_kv,T,D])`.
 
     Returns:
-        The config and a report: per candidate, mean recall and measured density.
+        The config and a report: per candidate, mean recall and measured density; the
+        chosen config's mean recall and mean density.
     """
     import torch
 
-    cands = candidates_for_budget(seq_len, budget)
-    n_layers = len(layers_qk[0])
-    recall_sum: list[torch.Tensor] = [torch.zeros(0)] * n_layers
-    density_sum = torch.zeros(len(cands))
-    from ragline.kernels.density import plan_density
+    from ragline.kernels.density import plan_density_per_slot
 
+    a_shape, vs, block = candidates_for_budget(seq_len, budget)
+    cands = [a_shape, block] + [
+        Candidate(f"vertical_slash x{f:g}", _scaled(cast(VerticalSlash, vs.pattern), f))
+        for f in VS_SCALES
+    ]
+    n_layers = len(layers_qk[0])
+    recall = [torch.zeros(0)] * n_layers  # per layer [P, H], summed over samples
+    density = [torch.zeros(0)] * n_layers
     for sample in layers_qk:
         for layer, (q, k) in enumerate(sample):
             plans = [_plan(q, k, c.pattern) for c in cands]
             rec = attention_recall(q, k, plans)
-            recall_sum[layer] = rec if recall_sum[layer].numel() == 0 else recall_sum[layer] + rec
-            density_sum += torch.tensor([plan_density(p) for p in plans])
+            dens = torch.tensor([plan_density_per_slot(p) for p in plans])
+            first = recall[layer].numel() == 0
+            recall[layer] = rec if first else recall[layer] + rec
+            density[layer] = dens if first else density[layer] + dens
     n = len(layers_qk)
-    rows = []
+    rows, chosen_density = [], []
     for layer in range(n_layers):
-        rec = recall_sum[layer] / n  # [P, H]
-        best = rec.argmax(0)
-        rows.append([
-            cands[int(c)].pattern.model_copy(update={"recall": round(float(rec[int(c), hh]), 4)})
-            for hh, c in enumerate(best)
-        ])  # fmt: skip
+        rec, dens = recall[layer] / n, density[layer] / n  # [P, H]
+        row = []
+        for hh in range(rec.shape[1]):
+            cost = float(dens[0, hh]) * _SLACK
+            fits = [i for i in range(2, len(cands)) if float(dens[i, hh]) <= cost]
+            pool = [0, 1, fits[0] if fits else len(cands) - 1]
+            best = max(pool, key=lambda i: float(rec[i, hh]))
+            row.append(
+                cands[best].pattern.model_copy(update={"recall": round(float(rec[best, hh]), 4)})
+            )
+            chosen_density.append(float(dens[best, hh]))
+        rows.append(row)
     config = SparsePrefillConfig(
         model=model_name, layers=rows, budget=budget, samples=n, seq_len=seq_len
     )
@@ -140,13 +180,18 @@ def calibrate_model(
             {
                 "pattern": c.name,
                 "sizes": c.pattern.model_dump(exclude={"recall", "pattern"}),
-                "density": float(density_sum[i] / (n * n_layers)),
-                "mean_recall": float(torch.stack([r[i] for r in recall_sum]).mean() / n),
+                "density": float(torch.stack([d[i] for d in density]).mean() / n),
+                "mean_recall": float(torch.stack([r[i] for r in recall]).mean() / n),
             }
             for i, c in enumerate(cands)
         ],
         "chosen_mean_recall": float(
             sum(p.recall or 0.0 for row in rows for p in row) / sum(len(r) for r in rows)
         ),
+        "chosen_mean_density": sum(chosen_density) / len(chosen_density),
+        "chosen_patterns": {
+            name: sum(p.pattern == name for row in rows for p in row)
+            for name in ("a_shape", "vertical_slash", "block_sparse")
+        },
     }
     return config, report

@@ -114,6 +114,10 @@ def calibrate_cmd(
         return
     for c in report["candidates"]:
         print(
-            f"{c['pattern']:<15} {c['sizes']}  density {c['density']:.3f}  mean recall {c['mean_recall']:.4f}"
+            f"{c['pattern']:<22} {c['sizes']}  density {c['density']:.3f}  mean recall {c['mean_recall']:.4f}"
         )
-    print(f"chosen per head: mean recall {report['chosen_mean_recall']:.4f} -> {out}")
+    counts = ", ".join(f"{k} {v}" for k, v in report["chosen_patterns"].items())
+    print(
+        f"chosen per head ({counts}): mean recall {report['chosen_mean_recall']:.4f}, "
+        f"mean density {report['chosen_mean_density']:.3f} -> {out}"
+    )

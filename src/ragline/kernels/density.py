@@ -9,7 +9,7 @@ from ragline.kernels.block_sparse.plan import BlockSparsePlan
 if TYPE_CHECKING:
     from ragline.kernels.vertical_slash.plan import VerticalSlashPlan
 
-__all__ = ["plan_density"]
+__all__ = ["plan_density", "plan_density_per_slot"]
 
 
 def plan_density(plan: VerticalSlashPlan | BlockSparsePlan) -> float:
@@ -17,34 +17,38 @@ def plan_density(plan: VerticalSlashPlan | BlockSparsePlan) -> float:
 
     Reads the plan back to the host: for reports, not for the run path.
     """
+    per_slot = plan_density_per_slot(plan)
+    return sum(per_slot) / len(per_slot)
+
+
+def plan_density_per_slot(plan: VerticalSlashPlan | BlockSparsePlan) -> list[float]:
+    """`plan_density` of each head slot, averaged over the batch (for per-head cost budgets)."""
     import torch
 
     t, bm, bn = plan.num_tokens, plan.block_m, plan.block_n
     kb = bm // bn
     n_m = -(-t // bm)
     m = torch.arange(n_m, device=plan.seq_lens.device)
-    diag = ((t - m * bm).clamp(max=bm) + bn - 1) // bn  # key tiles of the diagonal block
+    diag = int((((t - m * bm).clamp(max=bm) + bn - 1) // bn).sum())  # key tiles of diagonals
     units_per_tile = (bm // 64) * (bn // 64)
-    total = 0
+    n_b, n_s = plan.seq_lens.numel(), plan.heads.numel()
+    tiles = torch.zeros(n_b, n_s, dtype=torch.long)
     if isinstance(plan, BlockSparsePlan):
-        total = (
-            int(plan.block_count.sum())
-            + int(diag.sum()) * plan.heads.numel() * plan.seq_lens.numel()
-        )
+        tiles += plan.block_count.long().sum(-1).cpu() + diag
     else:
-        for b in range(plan.prefix.shape[0]):
-            for s in range(plan.prefix.shape[1]):
+        for b in range(n_b):
+            for s in range(n_s):
                 p = int(plan.prefix[b, s])
-                tiles = (torch.minimum(m * bm, torch.tensor(p)) // bn).sum()
+                count = (torch.minimum(m * bm, torch.tensor(p)) // bn).sum()
                 r = int(plan.run_count[b, s])
                 lo_e, hi_e = plan.run_lo[b, s, :r].long(), plan.run_hi[b, s, :r].long()
                 for chunk in range(0, n_m, 1024):
                     mm = m[chunk : chunk + 1024, None] * kb
                     lo = torch.clamp((mm - hi_e) * bn, min=p)
                     hi = (mm - lo_e + 1) * bn
-                    tiles += ((hi - lo).clamp(min=0) // bn).sum()
-                tiles += ((plan.column_count[b, s].long() + bn - 1) // bn).sum()
-                total += int(tiles) + int(diag.sum())
+                    count += ((hi - lo).clamp(min=0) // bn).sum()
+                count += ((plan.column_count[b, s].long() + bn - 1) // bn).sum()
+                tiles[b, s] = int(count) + diag
     nb = -(-t // 64)
-    dense = nb * (nb + 1) // 2 * plan.heads.numel() * plan.seq_lens.numel()
-    return total * units_per_tile / dense
+    dense = nb * (nb + 1) // 2
+    return (tiles.double().mean(0) * units_per_tile / dense).tolist()
