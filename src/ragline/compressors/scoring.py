@@ -51,11 +51,11 @@ class LMScorer:
         self.lm = lm
         self.batch_tokens = batch_tokens
         # What one more forward pass costs, in padded tokens. A CPU runs a 135M model at
-        # nearly the same tokens/s from 1 to 20 rows (~40 ms of fixed cost per pass in bf16),
-        # so padding is the waste to avoid; a GPU pays ~30 layers of kernel launches per pass,
-        # so it prefers few wide batches. 128 measured ~5 % faster than 32 or 512 on NQ top-20.
+        # nearly the same tokens/s from 1 to 20 rows, so padding is the waste to avoid (128
+        # instead of 32 made no difference beyond run-to-run noise over 20 NQ questions); a
+        # GPU pays ~30 layers of kernel launches per pass, so it prefers few wide batches.
         if batch_overhead is None:
-            batch_overhead = batch_tokens // 2 if str(lm.device).startswith("cuda") else 128
+            batch_overhead = batch_tokens // 2 if str(lm.device).startswith("cuda") else 32
         self.batch_overhead = batch_overhead
         model = lm.model
         self._decoder = model.get_decoder()
