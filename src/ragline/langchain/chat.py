@@ -6,12 +6,17 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
-from ragline.errors import ConfigError, MissingDependency, RaglineError
+from ragline.errors import MissingDependency
 from ragline.generators.answer import final_state, finish_answer, prompt_of
-from ragline.pipeline.stage import ConfiguredStage, StageConfig, format_validation_error
-from ragline.retrievers.langchain import check_factory, import_factory
+from ragline.pipeline.stage import ConfiguredStage, StageConfig
+from ragline.retrievers.langchain import (
+    build_from_factory,
+    check_factory,
+    live_not_serialisable,
+    live_options,
+)
 from ragline.types import Prompt, RunState
 
 if TYPE_CHECKING:
@@ -102,25 +107,14 @@ class LangChainChatGenerator(ConfiguredStage[LangChainChatConfig]):
                 "LangChainChatGenerator: chat_model: expected a langchain_core BaseChatModel, "
                 f"got {type(chat_model).__name__}"
             )
-        try:
-            self.config = _LiveOptions(**params)  # type: ignore[assignment]
-        except ValidationError as err:
-            lines = [f"{'.'.join(map(str, loc))}: {m}" for loc, m in format_validation_error(err)]
-            raise ConfigError(f"{self.type_name}: " + "; ".join(lines)) from None
+        self.config = live_options(self.type_name, _LiveOptions, params)
         self._model = chat_model
 
     def warm_up(self) -> None:
         """Call the factory once; a live model needs nothing."""
         if self._model is not None:
             return
-        config = self.config
-        made = import_factory(config.factory, self.type_name)(**config.kwargs)
-        if not isinstance(made, _base_chat_model()):
-            raise ConfigError(
-                f"{self.type_name}: factory {config.factory!r} must return a langchain_core "
-                f"BaseChatModel, got {type(made).__name__}"
-            )
-        self._model = made
+        self._model = build_from_factory(self.config, _base_chat_model(), self.type_name)
 
     def stream(self, state: RunState) -> Iterator[str | RunState]:
         """Yield text chunks as the model streams them, then the final state with its `Answer`."""
@@ -137,18 +131,7 @@ class LangChainChatGenerator(ConfiguredStage[LangChainChatConfig]):
                 first = first or time.perf_counter()
                 parts.append(text)
                 yield text
-        tokens_in, tokens_out = _usage(total)
-        yield finish_answer(
-            state,
-            prompt,
-            "".join(parts),
-            stage=self.name,
-            started=started,
-            first_token_at=first,
-            prompt_tokens=tokens_in,
-            completion_tokens=tokens_out,
-            model=type(self._model).__name__,
-        )
+        yield self._finish(state, prompt, "".join(parts), total, started, first)
 
     def run(self, state: RunState) -> RunState:
         """Generate the whole answer."""
@@ -161,14 +144,26 @@ class LangChainChatGenerator(ConfiguredStage[LangChainChatConfig]):
         started = time.perf_counter()
         prompt = prompt_of(state)
         message = await self._model.ainvoke(_messages(prompt))
+        return self._finish(state, prompt, message.text, message, started, None)
+
+    def _finish(
+        self,
+        state: RunState,
+        prompt: Prompt,
+        text: str,
+        message: Any,
+        started: float,
+        first: float | None,
+    ) -> RunState:
+        """The `Answer` state, with token counts from the message's `usage_metadata` (else 0)."""
         tokens_in, tokens_out = _usage(message)
         return finish_answer(
             state,
             prompt,
-            message.text,
+            text,
             stage=self.name,
             started=started,
-            first_token_at=None,
+            first_token_at=first,
             prompt_tokens=tokens_in,
             completion_tokens=tokens_out,
             model=type(self._model).__name__,
@@ -177,10 +172,7 @@ class LangChainChatGenerator(ConfiguredStage[LangChainChatConfig]):
     def to_config(self) -> dict[str, Any]:
         """The YAML form of a factory-built stage; a live model object cannot be saved."""
         if self._live:
-            raise RaglineError(
-                f"{self.type_name}: a stage wrapping a live {type(self._model).__name__} object "
-                "cannot be serialised; build it with `factory:` and `allow_imports: true`"
-            )
+            raise live_not_serialisable(self.type_name, self._model)
         return super().to_config()
 
     def __repr__(self) -> str:

@@ -91,29 +91,27 @@ def _last_chunk(answer: Answer) -> AIMessageChunk:
     )
 
 
+def _fold(final: Any, chunk: Any) -> Any:
+    """Add `chunk` to the running output; types without `+` keep the latest chunk."""
+    if final is None:
+        return chunk
+    try:
+        return final + chunk
+    except TypeError:
+        return chunk
+
+
 def _gather(chunks: Iterator[Any]) -> Any:
     final: Any = None
     for chunk in chunks:
-        if final is None:
-            final = chunk
-        else:
-            try:
-                final = final + chunk
-            except TypeError:
-                final = chunk
+        final = _fold(final, chunk)
     return final
 
 
 async def _agather(chunks: AsyncIterator[Any]) -> Any:
     final: Any = None
     async for chunk in chunks:
-        if final is None:
-            final = chunk
-        else:
-            try:
-                final = final + chunk
-            except TypeError:
-                final = chunk
+        final = _fold(final, chunk)
     return final
 
 

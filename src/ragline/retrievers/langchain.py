@@ -147,6 +147,35 @@ def import_factory(target: str, type_name: str = "retriever.langchain") -> Calla
     return obj
 
 
+def live_options(type_name: str, options: type[StageConfig], params: dict[str, Any]) -> Any:
+    """Validate the options of a stage wrapping a live object; errors name the stage type."""
+    try:
+        return options(**params)
+    except ValidationError as err:
+        lines = [f"{'.'.join(map(str, loc))}: {m}" for loc, m in format_validation_error(err)]
+        raise ConfigError(f"{type_name}: " + "; ".join(lines)) from None
+
+
+def build_from_factory(config: Any, expected: type, type_name: str) -> Any:
+    """Call a config's `factory(**kwargs)` and check it returned an `expected` instance."""
+    made = import_factory(config.factory, type_name)(**config.kwargs)
+    if not isinstance(made, expected):
+        raise ConfigError(
+            f"{type_name}: factory {config.factory!r} must return a langchain_core "
+            f"{expected.__name__}, got {type(made).__name__}"
+        )
+    return made
+
+
+def live_not_serialisable(type_name: str, obj: Any) -> RaglineError:
+    """The error for `to_config` on a stage wrapping a live object, which YAML cannot hold."""
+    return RaglineError(
+        f"{type_name}: a stage wrapping a live {type(obj).__name__} object cannot be "
+        "serialised; build it with `factory: 'package.module:callable'` and "
+        "`allow_imports: true` to save it as YAML"
+    )
+
+
 class LangChainRetriever(ConfiguredStage[LangChainOptions]):
     """Retrieve with any LangChain `BaseRetriever` (vector databases, web search, custom code).
 
@@ -183,27 +212,16 @@ class LangChainRetriever(ConfiguredStage[LangChainOptions]):
                 f"LangChainRetriever: retriever: expected a langchain_core BaseRetriever, "
                 f"got {type(retriever).__name__}"
             )
-        try:
-            self.config = LangChainOptions(**params)
-        except ValidationError as err:
-            lines = [f"{'.'.join(map(str, loc))}: {m}" for loc, m in format_validation_error(err)]
-            raise ConfigError(f"{self.type_name}: " + "; ".join(lines)) from None
+        self.config = live_options(self.type_name, LangChainOptions, params)
         self._retriever = retriever
 
     def warm_up(self) -> None:
         """Call the factory once to build the retriever; a live retriever needs nothing."""
         if self._retriever is not None:
             return
-        config = self.config
-        assert isinstance(config, LangChainConfig)
+        assert isinstance(self.config, LangChainConfig)
         base_retriever, _ = _langchain_core()
-        made = import_factory(config.factory)(**config.kwargs)
-        if not isinstance(made, base_retriever):
-            raise ConfigError(
-                f"retriever.langchain: factory {config.factory!r} must return a langchain_core "
-                f"BaseRetriever, got {type(made).__name__}"
-            )
-        self._retriever = made
+        self._retriever = build_from_factory(self.config, base_retriever, self.type_name)
 
     def _finish(self, state: RunState, found: list[LCDocument], started: float) -> RunState:
         docs = from_langchain_documents(found)[: self.config.top_k]
@@ -227,11 +245,7 @@ class LangChainRetriever(ConfiguredStage[LangChainOptions]):
     def to_config(self) -> dict[str, Any]:
         """The YAML form of a factory-built stage; a live retriever object cannot be saved."""
         if self._live:
-            raise RaglineError(
-                f"retriever.langchain: a stage wrapping a live {type(self._retriever).__name__} "
-                "object cannot be serialised; build it with `factory: 'package.module:callable'` "
-                "and `allow_imports: true` to save it as YAML"
-            )
+            raise live_not_serialisable(self.type_name, self._retriever)
         return super().to_config()
 
     def __repr__(self) -> str:
