@@ -11,6 +11,7 @@ import torch
 
 from ragline.attention.patterns import block_sparse_indices, vertical_slash_indices
 from ragline.kernels import (
+    BandedPlan,
     BlockSparsePlan,
     VerticalSlashPlan,
     block_sparse,
@@ -22,7 +23,7 @@ from ragline.kernels import (
 from ragline.kernels.block_sparse import block_sparse_mask
 from ragline.kernels.vertical_slash import vertical_slash_mask
 
-Plan = VerticalSlashPlan | BlockSparsePlan
+Plan = VerticalSlashPlan | BandedPlan | BlockSparsePlan
 
 
 @dataclass(frozen=True)

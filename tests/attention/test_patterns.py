@@ -63,10 +63,17 @@ def test_block_sparse_indices_keep_first_block_and_budget() -> None:
     q, k = torch.randn(1, 2, 1000, 64), torch.randn(1, 2, 1000, 64)
     idx = block_sparse_indices(q, k, 5)
     assert idx.shape == (1, 2, 8, 3)
-    for m in range(1, 8):
-        row = [i for i in idx[0, 0, m].tolist() if i >= 0]
-        assert 0 in row and all(i < 2 * m for i in row)
-        assert len(row) == min(3, 2 * m)
+    scores = block_sparse_scores(q, k)
+    assert (idx[0, :, 0] == -1).all()  # block 0 reads only its own diagonal
+    for h in range(2):
+        for m in range(1, 8):
+            listed = idx[0, h, m].tolist()
+            row = [i for i in listed if i >= 0]
+            assert listed == row + [-1] * (3 - len(row))  # valid blocks first
+            assert 0 in row and all(i < 2 * m for i in row)
+            assert len(row) == len(set(row)) == min(3, 2 * m)
+            best = scores[0, h, m, 1 : 2 * m].topk(min(2, 2 * m - 1)).indices + 1
+            assert set(row) == {0, *best.tolist()}
 
 
 def test_a_shape_indices() -> None:

@@ -117,7 +117,40 @@ def test_banded_plan_equals_general_plan(sinks: int, window: int, t: int) -> Non
     fast = plan_banded(sinks, window, lens, t, torch.arange(4))
     for s in range(4):
         assert torch.equal(vertical_slash_mask(general, 0, s), vertical_slash_mask(fast, 0, s))
-    assert torch.equal(general.cover, fast.cover) and torch.equal(general.prefix, fast.prefix)
+    full = fast.expand()
+    assert torch.equal(general.cover, full.cover) and torch.equal(general.prefix, full.prefix)
     out_g, _ = vertical_slash(q, k, v, general)
     out_f, _ = vertical_slash(q, k, v, fast)
     torch.testing.assert_close(out_g, out_f, atol=0, rtol=0)
+
+
+def test_prefix_reaching_past_a_run() -> None:
+    # columns 0..191 make a 192-key prefix; slash 1 covers the block left of the diagonal, which
+    # for query block 1 (rows 128..255) lies inside that prefix: no key may be read twice
+    t = 400
+    q, k, v = qkv(1, 2, 1, t, 64, torch.float16, seed=11)
+    plan = plan_vertical_slash(
+        torch.arange(192).expand(1, 2, 192), torch.tensor([[[1]] * 2]), torch.tensor([t]), t
+    )
+    out, lse = vertical_slash(q, k, v, plan)
+    ref, ref_lse = vertical_slash_ref(q, k, v, plan)
+    assert_close(out, ref, torch.tensor([t]), "prefix past run")
+    assert_close(lse[..., None], ref_lse[..., None], torch.tensor([t]), "lse")
+
+
+@pytest.mark.parametrize(
+    ("sinks", "window", "t", "h_kv"),
+    [(192, 65, 333, 1), (70, 1, 300, 2), (0, 500, 257, 4), (100, 300, 700, 1), (5, 129, 129, 2)],
+)
+def test_banded_kernel_matches_reference(sinks: int, window: int, t: int, h_kv: int) -> None:
+    from ragline.kernels import plan_banded
+
+    q, k, v = qkv(2, 4, h_kv, t, 64, torch.bfloat16, seed=sinks + t)
+    seq_lens = torch.tensor([t, max(1, t - t // 3)])
+    plan = plan_banded(sinks, window, seq_lens, t, torch.tensor([3, 1, 2]))
+    out = torch.full_like(q, 7.0)
+    out, lse = vertical_slash(q, k, v, plan, out=out)
+    ref, ref_lse = vertical_slash_ref(q, k, v, plan)
+    assert (out[:, 0] == 7.0).all()
+    assert_close(out[:, 1:], ref[:, 1:], seq_lens, f"banded {sinks}/{window} T={t}")
+    assert_close(lse[:, 1:, :, None], ref_lse[:, 1:, :, None], seq_lens, "lse")

@@ -13,10 +13,13 @@ Shapes: `q [B, H, T, D]`, `k [B, H_kv, T, D]`; returned indices are int32 and pa
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     import torch
 
 __all__ = [
@@ -187,6 +190,50 @@ def _pool(x: torch.Tensor, block: int) -> torch.Tensor:
     return out
 
 
+@functools.lru_cache(maxsize=8)
+def _left_bias(
+    n_m: int, n_k: int, ratio: int, force_first: bool, device: torch.device
+) -> torch.Tensor:
+    """`[NM, NK]` float32 added to block scores: 0 left of each query block's diagonal, else -inf.
+
+    With `force_first`, key block 0 gets +inf wherever it is left of the diagonal, so a top-k
+    always picks it. Depends on shapes only, so it is built once and shared by every layer.
+    """
+    import torch
+
+    keys = torch.arange(n_k, device=device)[None, :]
+    limits = (torch.arange(n_m, device=device) * ratio)[:, None]
+    bias = torch.where(keys < limits, 0.0, float("-inf"))
+    if force_first:
+        bias[:, 0] = torch.where(limits[:, 0] > 0, float("inf"), float("-inf"))
+    return bias
+
+
+def _block_scores(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    block_m: int,
+    block_n: int,
+    kv_index: torch.Tensor | None,
+    force_first: bool,
+) -> Iterator[tuple[slice, torch.Tensor]]:
+    """Pooled block scores a few heads at a time: `(heads, [B, h, NM, NK] float32)` per chunk.
+
+    Chunks bound the memory (at 1M tokens one head's scores take 512 MiB).
+    """
+    import torch
+
+    _b, h, t, _d = q.shape
+    n_m, n_k = -(-t // block_m), -(-t // block_n)
+    kv_index = _kv_index(kv_index, h, k)
+    q_pool = _pool(q, block_m)
+    k_pool = _pool(k, block_n)
+    bias = _left_bias(n_m, n_k, block_m // block_n, force_first, q.device)
+    for hs in _chunks(h, n_m * n_k * 4):
+        part = torch.matmul(q_pool[:, hs], _kv_for(k_pool, hs, kv_index).transpose(-1, -2))
+        yield hs, part.add_(bias)
+
+
 def block_sparse_scores(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -201,21 +248,8 @@ def block_sparse_scores(
     """
     import torch
 
-    b, h, t, _d = q.shape
-    n_m, n_k = -(-t // block_m), -(-t // block_n)
-    kv_index = _kv_index(kv_index, h, k)
-    q_pool = _pool(q, block_m)
-    k_pool = _pool(k, block_n)
-    left = (
-        torch.arange(n_k, device=q.device)[None, :]
-        < (torch.arange(n_m, device=q.device) * (block_m // block_n))[:, None]
-    )
-    out = torch.empty(b, h, n_m, n_k, dtype=torch.float32, device=q.device)
-    for hs in _chunks(h, n_m * n_k * 4):
-        part = out[:, hs]
-        torch.matmul(q_pool[:, hs], _kv_for(k_pool, hs, kv_index).transpose(-1, -2), out=part)
-        part.masked_fill_(~left, float("-inf"))
-    return out
+    parts = _block_scores(q, k, block_m, block_n, kv_index, force_first=False)
+    return torch.cat([part for _, part in parts], 1)
 
 
 def block_sparse_scores_ref(
@@ -246,8 +280,12 @@ def block_sparse_indices(
     block_m: int = 128,
     block_n: int = 64,
     kv_index: torch.Tensor | None = None,
+    ranked: bool = False,
 ) -> torch.Tensor:
-    """Top key blocks per query block: `[B, H, NM, K]` int32, -1 pads.
+    """Top key blocks per query block: `[B, H, NM, K]` int32, -1 pads last.
+
+    Blocks come in no particular order, or best first with `ranked` (slower: a sort), which
+    lets a caller cut per-head budgets from one top-k.
 
     `top_k` counts every key block a query block reads: its own `block_m / block_n` diagonal
     blocks (always computed) plus `top_k - block_m / block_n` chosen ones, the first forced.
@@ -260,10 +298,36 @@ def block_sparse_indices(
     """
     import torch
 
-    scores = block_sparse_scores(q, k, block_m=block_m, block_n=block_n, kv_index=kv_index)
-    scores[..., 0] = torch.where(torch.isfinite(scores[..., 0]), float("inf"), scores[..., 0])
-    chosen = max(1, min(top_k - block_m // block_n, scores.shape[-1]))
-    top = scores.topk(chosen, -1)
-    return torch.where(torch.isfinite(top.values) | (top.values > 0), top.indices, -1).to(
-        torch.int32
-    )
+    b, h, t, _d = q.shape
+    ratio = block_m // block_n
+    n_m, n_k = -(-t // block_m), -(-t // block_n)
+    chosen = max(1, min(top_k - ratio, n_k))
+    idx = torch.empty(b, h, n_m, chosen, dtype=torch.int32, device=q.device)
+    for hs, scores in _block_scores(q, k, block_m, block_n, kv_index, force_first=True):
+        if ranked:
+            top = scores.topk(chosen, -1)
+            idx[:, hs] = torch.where(top.values > float("-inf"), top.indices, -1)
+        else:
+            # unsorted: the kernel does not care about order, and sorting cost a tenth of top-k
+            idx[:, hs] = scores.topk(chosen, -1, sorted=False).indices
+    if ranked:
+        return idx
+    use_all, every = _short_rows(n_m, n_k, ratio, chosen, q.device)
+    return torch.where(use_all, every, idx)
+
+
+@functools.lru_cache(maxsize=8)
+def _short_rows(
+    n_m: int, n_k: int, ratio: int, chosen: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Query blocks with at most `chosen` key blocks left of the diagonal read all of them.
+
+    Only there could a top-k return a -inf (invalid) block. Returns `(use_all [NM, 1] bool,
+    every [NM, chosen] int32)`: the blocks `0..n_left-1`, then -1s.
+    """
+    import torch
+
+    ramp = torch.arange(chosen, device=device, dtype=torch.int32)
+    n_left = (torch.arange(n_m, device=device, dtype=torch.int32) * ratio).clamp(max=n_k)
+    every = torch.where(ramp < n_left[:, None], ramp, -1)
+    return (n_left <= chosen)[:, None], every

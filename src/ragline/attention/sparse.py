@@ -32,6 +32,8 @@ class LayerPatterns:
     max_slash: int
     any_estimated: bool
     max_top_k: int
+    mixed_top_k: bool
+    """Block-sparse heads of different budgets: one ranked top-k is cut per head."""
     band: tuple[int, int] | None
     """(sinks, window) when every vertical-slash-kernel head is the same A-shape: one cached plan."""
     vs_head_ids: tuple[int, ...]
@@ -69,7 +71,8 @@ def _layer(patterns: list, device: torch.device) -> LayerPatterns:
     band = next(iter(shapes)) if len(shapes) == 1 else None
     return LayerPatterns(
         t(vs), t(est, torch.bool), t(nv), t(ns), t(bs), t(topk),
-        max(nv, default=0), max(ns, default=0), any(est), max(topk, default=0), band, tuple(vs),
+        max(nv, default=0), max(ns, default=0), any(est), max(topk, default=0),
+        len(set(topk)) > 1, band, tuple(vs),
     )  # fmt: skip
 
 
@@ -168,8 +171,9 @@ def sparse_prefill_layer(
         vertical_slash(q, k, v, vs_plan, scale=scale, out=out)
     if lp.bs_heads.numel():
         idx = block_sparse_indices(
-            q.index_select(1, lp.bs_heads), k, lp.max_top_k, kv_index=kv_index[lp.bs_heads]
-        )
+            q.index_select(1, lp.bs_heads), k, lp.max_top_k, kv_index=kv_index[lp.bs_heads],
+            ranked=lp.mixed_top_k,
+        )  # fmt: skip
         chosen = (lp.bs_top_k - _DIAGONAL_BLOCKS)[:, None, None]
         idx = torch.where(torch.arange(idx.shape[-1], device=q.device) < chosen, idx, -1)
         bs_plan = plan_block_sparse(idx, seq_lens, t, heads=lp.bs_heads, compact=True)

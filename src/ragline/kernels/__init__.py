@@ -22,6 +22,7 @@ from ragline.kernels.block_sparse import (
 )
 from ragline.kernels.merge_states import merge_states, merge_states_ref
 from ragline.kernels.vertical_slash import (
+    BandedPlan,
     VerticalSlashPlan,
     plan_banded,
     plan_vertical_slash,
@@ -30,6 +31,7 @@ from ragline.kernels.vertical_slash import (
 )
 
 __all__ = [
+    "BandedPlan",
     "BlockSparsePlan",
     "KernelTuning",
     "VerticalSlashPlan",

@@ -92,8 +92,11 @@ def _attend_range(
     """Keys `[lo, hi)`, `hi - lo` a multiple of BLOCK_N, all visible to every row: no masks.
 
     With WIDE, steps of 2 * BLOCK_N keys while two blocks remain (half the per-step softmax
-    bookkeeping), then at most one step of BLOCK_N.
+    bookkeeping), then at most one step of BLOCK_N. An empty range (`hi <= lo`) reads nothing.
     """
+    # hi < lo happens when a prefix reaches past a run: empty it, so that the steps below never
+    # depend on how integer division rounds a negative span
+    hi = tl.maximum(hi, lo)
     if WIDE:
         o_w = tl.arange(0, 2 * BLOCK_N)
         mid = lo + (hi - lo) // (2 * BLOCK_N) * (2 * BLOCK_N)

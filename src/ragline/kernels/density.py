@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ragline.kernels.block_sparse.plan import BlockSparsePlan
+from ragline.kernels.vertical_slash.plan import BandedPlan
 
 if TYPE_CHECKING:
     from ragline.kernels.vertical_slash.plan import VerticalSlashPlan
@@ -12,7 +13,7 @@ if TYPE_CHECKING:
 __all__ = ["plan_density", "plan_density_per_slot"]
 
 
-def plan_density(plan: VerticalSlashPlan | BlockSparsePlan) -> float:
+def plan_density(plan: VerticalSlashPlan | BandedPlan | BlockSparsePlan) -> float:
     """Tiles a plan computes (64 x 64 units, masked diagonal tiles counted whole) / dense causal tiles.
 
     Reads the plan back to the host: for reports, not for the run path.
@@ -21,10 +22,12 @@ def plan_density(plan: VerticalSlashPlan | BlockSparsePlan) -> float:
     return sum(per_slot) / len(per_slot)
 
 
-def plan_density_per_slot(plan: VerticalSlashPlan | BlockSparsePlan) -> list[float]:
+def plan_density_per_slot(plan: VerticalSlashPlan | BandedPlan | BlockSparsePlan) -> list[float]:
     """`plan_density` of each head slot, averaged over the batch (for per-head cost budgets)."""
     import torch
 
+    if isinstance(plan, BandedPlan):
+        plan = plan.expand()
     t, bm, bn = plan.num_tokens, plan.block_m, plan.block_n
     kb = bm // bn
     n_m = -(-t // bm)

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from ragline.kernels._common import KernelTuning, run_sparse
 from ragline.kernels.vertical_slash.plan import (
+    BandedPlan,
     VerticalSlashPlan,
     plan_banded,
     plan_vertical_slash,
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = [
+    "BandedPlan",
     "VerticalSlashPlan",
     "plan_banded",
     "plan_vertical_slash",
@@ -29,7 +31,7 @@ def vertical_slash(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
-    plan: VerticalSlashPlan,
+    plan: VerticalSlashPlan | BandedPlan,
     *,
     scale: float | None = None,
     out: torch.Tensor | None = None,
@@ -41,7 +43,7 @@ def vertical_slash(
     Args:
         q: `[B, H, T, D]` bf16/fp16 (fp32 allowed, slower), D in {64, 128}.
         k, v: `[B, H_kv, T, D]`, same dtype; `H % H_kv == 0`, read in place (no repeat).
-        plan: from `plan_vertical_slash` (or `ragline.attention.patterns`), built for this T.
+        plan: from `plan_vertical_slash` or `plan_banded`, built for this T.
         scale: softmax scale, default `1 / sqrt(D)`.
         out, lse: optional `[B, H, T, D]` and `[B, H, T]` float32 to write into; heads outside
             `plan.heads` are left untouched.

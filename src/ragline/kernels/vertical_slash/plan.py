@@ -10,7 +10,7 @@ from ragline.errors import KernelUnavailable
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["BIG", "VerticalSlashPlan", "plan_banded", "plan_vertical_slash"]
+__all__ = ["BIG", "BandedPlan", "VerticalSlashPlan", "plan_banded", "plan_vertical_slash"]
 
 BIG = 2**31 - 1  # padding for sorted column lists: past every real column
 
@@ -149,44 +149,107 @@ def plan_banded(
     *,
     block_m: int = 128,
     block_n: int = 64,
-) -> VerticalSlashPlan:
-    """The plan of columns `0..sinks-1` and diagonals `0..window-1` on every slot, built directly.
+) -> BandedPlan:
+    """Columns `0..sinks-1` and diagonals `0..window-1` on every slot (A-shape, banded vertical-slash).
 
-    Same pattern as `plan_vertical_slash(arange(sinks), arange(window), ...)` (A-shape, or
-    banded vertical-slash) in a dozen small tensor ops instead of the general sort/scatter path.
+    Same pattern as `plan_vertical_slash(arange(sinks), arange(window), ...)`, but no index
+    tensors are built: the kernel derives each query block's ranges from the two sizes, so the
+    plan costs nothing per call (the general plan is `.expand()`, for reports and tests).
 
     Args:
         heads: `[S]` query heads the slots compute (on the target device).
     """
     import torch
 
+    if block_m % block_n:
+        raise KernelUnavailable(
+            f"plan_banded: block_m % block_n must be 0; got {block_m}/{block_n}"
+        )
     dev = heads.device
-    bsz, slots = seq_lens.shape[0], heads.shape[0]
-    sinks, window = min(sinks, num_tokens), max(1, min(window, num_tokens))
-    n_cover = -(-num_tokens // block_n) + 1
-    n_mblocks = -(-num_tokens // block_m)
-    prefix = sinks // block_n * block_n
-    e_max = min(-(-(window - 1) // block_n), n_cover - 1)  # slashes cover offsets 1..e_max
-    e = torch.arange(n_cover, device=dev)
-    cover = ((e >= 1) & (e <= e_max)).to(torch.int8)
-    rest = torch.arange(prefix, max(sinks, prefix + 1), device=dev, dtype=torch.int32)
-    rest = torch.where(rest < sinks, rest, BIG)
-    starts = torch.arange(n_mblocks, device=dev) * block_m
-    counts = (starts - prefix).clamp(0, sinks - prefix).to(torch.int32)
-    one = torch.ones((bsz, slots, 1), dtype=torch.int32, device=dev)
-    return VerticalSlashPlan(
+    return BandedPlan(
         seq_lens=seq_lens.to(device=dev, dtype=torch.int32),
         heads=heads.to(torch.int32),
-        prefix=torch.full((bsz, slots), prefix, dtype=torch.int32, device=dev),
-        cover=cover.expand(bsz, slots, n_cover).contiguous(),
-        run_lo=one,
-        run_hi=one * e_max,
-        run_count=torch.full((bsz, slots), int(e_max >= 1), dtype=torch.int32, device=dev),
-        columns=rest.expand(bsz, slots, rest.shape[0]).contiguous(),
-        column_count=counts.expand(bsz, slots, n_mblocks).contiguous(),
-        vertical=torch.arange(sinks, device=dev).expand(bsz, slots, sinks),
-        slash=torch.arange(window, device=dev).expand(bsz, slots, window),
+        sinks=min(max(sinks, 0), num_tokens),
+        window=max(1, min(window, num_tokens)),
         num_tokens=num_tokens,
         block_m=block_m,
         block_n=block_n,
     )
+
+
+@dataclass(frozen=True)
+class BandedPlan:
+    """Kernel metadata of a banded pattern: the first `sinks` columns and `window` nearest diagonals.
+
+    The slashes `1..window-1` cover block offsets `1..e_max` of every query block and the
+    columns `[0, sinks)` start with a prefix of whole key blocks; both follow from the sizes.
+    """
+
+    seq_lens: torch.Tensor  # [B] valid tokens of each sequence (right padding)
+    heads: torch.Tensor  # [S] query head of each slot
+    sinks: int
+    window: int
+    num_tokens: int
+    block_m: int
+    block_n: int
+
+    @property
+    def prefix_len(self) -> int:
+        """Keys `[0, prefix_len)` every row reads: the sinks rounded down to whole key blocks."""
+        return self.sinks // self.block_n * self.block_n
+
+    @property
+    def e_max(self) -> int:
+        """Last block offset the slashes cover (0: none beyond the diagonal block)."""
+        n_cover = -(-self.num_tokens // self.block_n) + 1
+        return min(-(-(self.window - 1) // self.block_n), n_cover - 1)
+
+    @property
+    def vertical(self) -> torch.Tensor:
+        """`[B, S, sinks]` the columns, as `plan_vertical_slash` takes them (for the reference)."""
+        import torch
+
+        shape = (self.seq_lens.numel(), self.heads.numel(), self.sinks)
+        return torch.arange(self.sinks, device=self.heads.device).expand(shape)
+
+    @property
+    def slash(self) -> torch.Tensor:
+        """`[B, S, window]` the diagonal offsets (for the reference)."""
+        import torch
+
+        shape = (self.seq_lens.numel(), self.heads.numel(), self.window)
+        return torch.arange(self.window, device=self.heads.device).expand(shape)
+
+    def expand(self) -> VerticalSlashPlan:
+        """The same pattern as a general `VerticalSlashPlan`, built directly (no sort or scatter)."""
+        import torch
+
+        dev = self.heads.device
+        bsz, slots = self.seq_lens.shape[0], self.heads.shape[0]
+        t, bm, bn = self.num_tokens, self.block_m, self.block_n
+        n_cover = -(-t // bn) + 1
+        n_mblocks = -(-t // bm)
+        prefix, e_max = self.prefix_len, self.e_max
+        e = torch.arange(n_cover, device=dev)
+        cover = ((e >= 1) & (e <= e_max)).to(torch.int8)
+        rest = torch.arange(prefix, max(self.sinks, prefix + 1), device=dev, dtype=torch.int32)
+        rest = torch.where(rest < self.sinks, rest, BIG)
+        starts = torch.arange(n_mblocks, device=dev) * bm
+        counts = (starts - prefix).clamp(0, self.sinks - prefix).to(torch.int32)
+        one = torch.ones((bsz, slots, 1), dtype=torch.int32, device=dev)
+        return VerticalSlashPlan(
+            seq_lens=self.seq_lens,
+            heads=self.heads,
+            prefix=torch.full((bsz, slots), prefix, dtype=torch.int32, device=dev),
+            cover=cover.expand(bsz, slots, n_cover).contiguous(),
+            run_lo=one,
+            run_hi=one * e_max,
+            run_count=torch.full((bsz, slots), int(e_max >= 1), dtype=torch.int32, device=dev),
+            columns=rest.expand(bsz, slots, rest.shape[0]).contiguous(),
+            column_count=counts.expand(bsz, slots, n_mblocks).contiguous(),
+            vertical=self.vertical,
+            slash=self.slash,
+            num_tokens=t,
+            block_m=bm,
+            block_n=bn,
+        )

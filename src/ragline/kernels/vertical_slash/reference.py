@@ -9,13 +9,13 @@ from ragline.kernels._attend_ref import masked_attention_ref
 if TYPE_CHECKING:
     import torch
 
-    from ragline.kernels.vertical_slash.plan import VerticalSlashPlan
+    from ragline.kernels.vertical_slash.plan import BandedPlan, VerticalSlashPlan
 
 __all__ = ["vertical_slash_mask", "vertical_slash_ref"]
 
 
 def vertical_slash_mask(
-    plan: VerticalSlashPlan, b: int, s: int, rows: slice | None = None
+    plan: VerticalSlashPlan | BandedPlan, b: int, s: int, rows: slice | None = None
 ) -> torch.Tensor:
     """`[T, T]` bool (`[R, T]` for a slice of rows): which keys each query row of slot `s` reads.
 
@@ -56,7 +56,7 @@ def vertical_slash_ref(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
-    plan: VerticalSlashPlan,
+    plan: VerticalSlashPlan | BandedPlan,
     *,
     scale: float | None = None,
     out: torch.Tensor | None = None,

@@ -15,6 +15,7 @@ from ragline.kernels._flash import (
     _scores,
     _softmax_update,
 )
+from ragline.kernels.vertical_slash.plan import BandedPlan
 
 if TYPE_CHECKING:
     import torch
@@ -62,6 +63,9 @@ def _vertical_slash_kernel(
     n_mblocks,
     group,
     qk_scale,
+    band_sinks,
+    band_e_max,
+    BANDED: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     HEAD_DIM: tl.constexpr,
@@ -95,7 +99,10 @@ def _vertical_slash_kernel(
 
     # 1. the leading columns [0, prefix), a contiguous run of whole key blocks
     slot = i_b * n_slots + i_s
-    n_prefix = tl.load(prefix + slot)
+    if BANDED:
+        n_prefix = band_sinks // BLOCK_N * BLOCK_N
+    else:
+        n_prefix = tl.load(prefix + slot)
     hi = tl.where(live, tl.minimum(n_prefix, start_m), 0)
     acc, m_i, l_i = _attend_range(
         acc, m_i, l_i, b_q, p_k0, p_v0, s_kt, s_vt, 0, hi, qk_scale, BLOCK_N, HEAD_DIM, IEEE,
@@ -104,24 +111,43 @@ def _vertical_slash_kernel(
 
     # 2. merged diagonal runs: run r covers key blocks [kb - hi_r, kb - lo_r] of this query block
     kb = start_m // BLOCK_N
-    n_run = tl.where(live, tl.load(run_count + slot), 0)
-    for r in range(0, n_run):
-        e_lo = tl.load(run_lo + slot * n_runs + r)
-        e_hi = tl.load(run_hi + slot * n_runs + r)
-        lo = tl.maximum(n_prefix, (kb - e_hi) * BLOCK_N)
-        hi = (kb - e_lo + 1) * BLOCK_N
+    if BANDED:
+        # one run, block offsets 1..e_max: keys [(kb - e_max) * BLOCK_N, start_m) past the prefix
+        lo = tl.maximum(n_prefix, (kb - band_e_max) * BLOCK_N)
+        hi = tl.where(live & (band_e_max > 0), start_m, lo)
         acc, m_i, l_i = _attend_range(
             acc, m_i, l_i, b_q, p_k0, p_v0, s_kt, s_vt, lo, hi, qk_scale, BLOCK_N, HEAD_DIM, IEEE,
             WIDE, LAZY,
         )  # fmt: skip
+    else:
+        n_run = tl.where(live, tl.load(run_count + slot), 0)
+        for r in range(0, n_run):
+            e_lo = tl.load(run_lo + slot * n_runs + r)
+            e_hi = tl.load(run_hi + slot * n_runs + r)
+            lo = tl.maximum(n_prefix, (kb - e_hi) * BLOCK_N)
+            hi = (kb - e_lo + 1) * BLOCK_N
+            acc, m_i, l_i = _attend_range(
+                acc, m_i, l_i, b_q, p_k0, p_v0, s_kt, s_vt, lo, hi, qk_scale, BLOCK_N, HEAD_DIM,
+                IEEE, WIDE, LAZY,
+            )  # fmt: skip
 
     # 3. gathered columns left of this block that neither the prefix nor a run covered
-    n_col = tl.where(live, tl.load(column_count + slot * n_mblocks + i_m), 0)
+    if BANDED:
+        n_col = tl.where(
+            live, tl.minimum(tl.maximum(start_m - n_prefix, 0), band_sinks - n_prefix), 0
+        )
+    else:
+        n_col = tl.where(live, tl.load(column_count + slot * n_mblocks + i_m), 0)
     for c0 in range(0, n_col, BLOCK_N):
         m_col = c0 + o_n < n_col
-        o_col = tl.load(columns + slot * n_columns + c0 + o_n, mask=m_col, other=0)
-        covered = tl.load(cover + slot * n_cover + kb - o_col // BLOCK_N, mask=m_col, other=1)
-        m_col = m_col & (covered == 0)
+        if BANDED:
+            o_col = n_prefix + c0 + o_n
+            e_col = kb - o_col // BLOCK_N
+            m_col = m_col & ((e_col < 1) | (e_col > band_e_max))
+        else:
+            o_col = tl.load(columns + slot * n_columns + c0 + o_n, mask=m_col, other=0)
+            covered = tl.load(cover + slot * n_cover + kb - o_col // BLOCK_N, mask=m_col, other=1)
+            m_col = m_col & (covered == 0)
         b_k = tl.load(p_k0 + o_col[:, None] * s_kt + o_d[None, :], mask=m_col[:, None], other=0.0)
         qk = _scores(b_q, b_k, qk_scale, IEEE)
         qk = tl.where(m_col[None, :], qk, float("-inf"))
@@ -156,7 +182,7 @@ def _vertical_slash_launch(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
-    plan: VerticalSlashPlan,
+    plan: VerticalSlashPlan | BandedPlan,
     out: torch.Tensor,
     lse: torch.Tensor,
     scale: float,
@@ -168,6 +194,16 @@ def _vertical_slash_launch(
     b, h, t, d = q.shape
     n_slots = plan.heads.shape[0]
     grid = (triton.cdiv(t, plan.block_m), b * n_slots)
+    if isinstance(plan, BandedPlan):
+        # no index tensors: any int32 tensor stands in for the pointers the kernel never reads
+        index = (plan.seq_lens,) * 7
+        sizes, band = (0, 0, 0, 0), (plan.sinks, plan.e_max)
+    else:
+        index = (plan.prefix, plan.cover, plan.run_lo, plan.run_hi, plan.run_count,
+                 plan.columns, plan.column_count)  # fmt: skip
+        sizes = (plan.cover.shape[-1], plan.run_lo.shape[-1], plan.columns.shape[-1],
+                 plan.column_count.shape[-1])  # fmt: skip
+        band = (0, 0)
     _vertical_slash_kernel[grid](
         q,
         k,
@@ -176,13 +212,7 @@ def _vertical_slash_launch(
         lse,
         plan.seq_lens,
         plan.heads,
-        plan.prefix,
-        plan.cover,
-        plan.run_lo,
-        plan.run_hi,
-        plan.run_count,
-        plan.columns,
-        plan.column_count,
+        *index,
         q.stride(0),
         q.stride(1),
         q.stride(2),
@@ -199,12 +229,15 @@ def _vertical_slash_launch(
         lse.stride(1),
         n_tokens=t,
         n_slots=n_slots,
-        n_cover=plan.cover.shape[-1],
-        n_runs=plan.run_lo.shape[-1],
-        n_columns=plan.columns.shape[-1],
-        n_mblocks=plan.column_count.shape[-1],
+        n_cover=sizes[0],
+        n_runs=sizes[1],
+        n_columns=sizes[2],
+        n_mblocks=sizes[3],
         group=h // k.shape[1],
         qk_scale=scale * 1.4426950408889634,
+        band_sinks=band[0],
+        band_e_max=band[1],
+        BANDED=isinstance(plan, BandedPlan),
         BLOCK_M=plan.block_m,
         BLOCK_N=plan.block_n,
         HEAD_DIM=d,
