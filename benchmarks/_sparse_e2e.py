@@ -73,7 +73,7 @@ def run_e2e(
             if out_of_time():
                 break
             ids = torch.randint(0, 128256, (1, n), device="cuda", generator=gen)
-            dense[n] = _prefill_s(model, ids, 2 if n <= 32768 else 1)
+            dense[n] = _prefill_s(model, ids, 2 if n <= 131072 else 1)
             log(f"e2e dense {n}: {dense[n]:.2f} s")
         for name, (indices, pattern) in E2E_PATTERNS.items():
             cfg = uniform_config("llama-3-8b-shaped", n_layers, n_heads, pattern)
@@ -86,7 +86,7 @@ def run_e2e(
                 ids = torch.randint(0, 128256, (1, n), device="cuda", generator=gen)
                 try:
                     before = runtime.sparse_calls
-                    s = _prefill_s(model, ids, 2 if n <= 32768 else 1)
+                    s = _prefill_s(model, ids, 2 if n <= 131072 else 1)
                     rows.append(
                         {"pattern": name, "indices": indices, "seq_len": n, "dense_s": dense[n],
                          "sparse_s": s, "speedup": dense[n] / s,
