@@ -63,3 +63,14 @@ def test_vertical_slash_variants(tuning: KernelTuning, shape: str) -> None:
     ref, ref_lse = vertical_slash_ref(q, k, v, plan)
     assert_close(out, ref, seq_lens, f"vertical_slash {shape} {tuning}")
     assert_close(lse[..., None], ref_lse[..., None], seq_lens, "lse")
+
+
+def test_key_layout_past_int32_offsets_is_refused() -> None:
+    from ragline.errors import KernelUnavailable
+    from ragline.kernels._common import check_qkv
+
+    # meta tensors: a [B, T, H_kv, D] layout with 16 KV heads and 2M tokens, nothing allocated
+    k = torch.empty(1, 2**21, 16, 64, dtype=torch.bfloat16, device="meta").transpose(1, 2)
+    q = torch.empty(1, 16, 2**21, 64, dtype=torch.bfloat16, device="meta")
+    with pytest.raises(KernelUnavailable, match="2\\^31"):
+        check_qkv(q, k, k, torch.tensor([2**21]))

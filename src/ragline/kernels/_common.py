@@ -77,6 +77,12 @@ def check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seq_lens: torch
         )
     if q.stride(-1) != 1 or k.stride(-1) != 1 or v.stride(-1) != 1:
         raise KernelUnavailable("the last dimension of q, k and v must be contiguous")
+    # key offsets within a head stay int32 in the inner loops (int64 bases and query rows)
+    if max(t * k.stride(2), t * v.stride(2)) >= 2**31:
+        raise KernelUnavailable(
+            f"k, v of {t} tokens with token stride {k.stride(2)}/{v.stride(2)} exceed 2^31 "
+            "elements per head; make them contiguous [B, H_kv, T, D] or split the sequence"
+        )
     if seq_lens.shape != (b,):
         raise KernelUnavailable(f"seq_lens must be [B={b}]; got {tuple(seq_lens.shape)}")
 

@@ -68,10 +68,13 @@ def _block_sparse_kernel(
 
     o_m = start_m + tl.arange(0, BLOCK_M)
     o_d = tl.arange(0, HEAD_DIM)
-    p_q = Q + i_b * s_qb + i_h * s_qh + o_m[:, None] * s_qt + o_d[None, :]
+    # int64 base and row offsets: at 1M tokens x 32 heads a head's offset passes 2^31
+    b64, h64, hk64 = i_b.to(tl.int64), i_h.to(tl.int64), i_hk.to(tl.int64)
+    r64 = o_m.to(tl.int64)[:, None]
+    p_q = Q + b64 * s_qb + h64 * s_qh + r64 * s_qt + o_d[None, :]
     b_q = tl.load(p_q, mask=(o_m < n_tokens)[:, None], other=0.0)
-    p_k0 = K + i_b * s_kb + i_hk * s_kh
-    p_v0 = V + i_b * s_vb + i_hk * s_vh
+    p_k0 = K + b64 * s_kb + hk64 * s_kh
+    p_v0 = V + b64 * s_vb + hk64 * s_vh
 
     acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
     m_i = tl.zeros([BLOCK_M], dtype=tl.float32) - 1.0e30
@@ -115,8 +118,8 @@ def _block_sparse_kernel(
         IEEE,
         LAZY,
     )
-    p_o = Out + i_b * s_ob + i_h * s_oh + o_m[:, None] * s_ot + o_d[None, :]
-    p_lse = LSE + i_b * s_lb + i_h * s_lh + o_m
+    p_o = Out + b64 * s_ob + h64 * s_oh + r64 * s_ot + o_d[None, :]
+    p_lse = LSE + b64 * s_lb + h64 * s_lh + o_m
     _finish(acc, m_i, l_i, p_o, p_lse, o_m, seq_len, n_tokens, HEAD_DIM)
 
 

@@ -41,7 +41,7 @@ def _merge_states_kernel(
     total = w_a + w_b
     b_l = tl.where(finite, b_max + tl.log(total), float("-inf"))
     total = tl.where(finite, total, 1.0)
-    p_x = o_r[:, None] * HEAD_DIM + o_d[None, :]
+    p_x = o_r.to(tl.int64)[:, None] * HEAD_DIM + o_d[None, :]  # B*H*T*D passes 2^31 at 1M tokens
     b_oa = tl.load(OA + p_x, mask=m_x, other=0.0).to(tl.float32)
     b_ob = tl.load(OB + p_x, mask=m_x, other=0.0).to(tl.float32)
     b_o = b_oa * (w_a / total)[:, None] + b_ob * (w_b / total)[:, None]
