@@ -100,9 +100,9 @@ def calibrate_cmd(
     captured = []
     for ids in token_samples:
         x = torch.tensor([ids], device=lm.device)
-        captured.append(
-            [(q.float().cpu(), k.float().cpu()) for q, k in capture_queries_keys(lm.model, x)]
-        )
+        # kept on the model's device: on a GPU the recall runs through the kernels, not the
+        # CPU mask references (an 8B model's q/k at 8K take ~5 GB per sample in float32)
+        captured.append([(q.float(), k.float()) for q, k in capture_queries_keys(lm.model, x)])
     length = min(len(s) for s in token_samples)
     captured = [[(q[:, :, :length], k[:, :, :length]) for q, k in s] for s in captured]
     config, report = calibrate_model(captured, name or model, length, budget)
