@@ -18,7 +18,9 @@ if TYPE_CHECKING:
 __all__ = ["_block_sparse_launch"]
 
 
-@triton.jit
+# Sizes that vary with the plan are not specialised on (== 1, divisible by 16): each new value
+# would otherwise compile another variant (seconds each), e.g. per calibration candidate.
+@triton.jit(do_not_specialize=["n_tokens", "n_slots", "n_mblocks", "n_list", "group"])
 def _block_sparse_kernel(
     Q,
     K,

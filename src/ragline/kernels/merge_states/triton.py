@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 __all__ = ["_merge_states_launch"]
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["n_rows"])  # one variant for every number of rows
 def _merge_states_kernel(
     OA,
     LA,

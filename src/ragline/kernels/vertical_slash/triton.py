@@ -25,7 +25,12 @@ if TYPE_CHECKING:
 __all__ = ["_vertical_slash_launch"]
 
 
-@triton.jit
+# Sizes that vary with the plan are not specialised on (== 1, divisible by 16): each new value
+# would otherwise compile another variant (seconds each), e.g. per calibration candidate.
+@triton.jit(
+    do_not_specialize=["n_tokens", "n_slots", "n_cover", "n_runs", "n_columns", "n_mblocks",
+                       "group", "band_sinks", "band_e_max"]
+)  # fmt: skip
 def _vertical_slash_kernel(
     Q,
     K,
