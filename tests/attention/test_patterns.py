@@ -80,3 +80,21 @@ def test_a_shape_indices() -> None:
     v_idx, s_idx = a_shape_indices(2, 3, 4, 8)
     assert v_idx.shape == (2, 3, 4) and s_idx.shape == (2, 3, 8)
     assert v_idx[1, 2].tolist() == [0, 1, 2, 3] and s_idx[0, 0, -1].item() == 7
+
+
+def test_block_sparse_indices_same_when_heads_are_chunked(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ragline.attention.patterns as patterns
+
+    g = torch.Generator().manual_seed(3)
+    q, k = torch.randn(1, 6, 900, 64, generator=g), torch.randn(1, 3, 900, 64, generator=g)
+    whole = block_sparse_indices(q, k, 6)
+    ranked = block_sparse_indices(q, k, 6, ranked=True)
+    # one head per chunk: 8 query blocks x 15 key blocks x 4 bytes
+    monkeypatch.setattr(patterns, "_CHUNK_BYTES", 8 * 15 * 4)
+    chunked = block_sparse_indices(q, k, 6)
+    assert torch.equal(whole.sort(-1).values, chunked.sort(-1).values)
+    assert torch.equal(whole.sort(-1).values, ranked.sort(-1).values)
+    scores = block_sparse_scores(q, k)
+    for m in range(3, 8):  # ranked lists come best first
+        vals = scores[0, 0, m, ranked[0, 0, m].long()]
+        assert (vals[1:-1] >= vals[2:]).all()
