@@ -64,6 +64,12 @@ def banded_case(n_vertical: int, n_slash: int, pattern: str = "vertical_slash") 
     return Case(pattern, indices, f"{n_vertical}/{n_slash}", build)
 
 
+def dense_case(n: int) -> Case:
+    """Every diagonal through the vertical-slash kernel: its raw flash rate against cuDNN."""
+    case = banded_case(0, n)
+    return Case(case.pattern, case.indices, f"0/{n} (dense)", case.build)
+
+
 def estimated_case(n_vertical: int, n_slash: int, label: str) -> Case:
     def build(q: torch.Tensor, k: torch.Tensor) -> Plan:
         v_idx, s_idx = vertical_slash_indices(q, k, n_vertical, n_slash)

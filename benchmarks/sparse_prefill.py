@@ -30,6 +30,7 @@ from _sparse_cases import (
     Case,
     banded_case,
     block_sparse_case,
+    dense_case,
     reference_cases,
     sampled_parity,
 )
@@ -113,7 +114,7 @@ def tune(n: int) -> list[dict]:
 
     cudnn = dense_ms(q, k, v, SDPBackend.CUDNN_ATTENTION, n)
     cases = [block_sparse_case(100), banded_case(1000, 6096), banded_case(128, 3968, "a_shape"),
-             banded_case(0, n, "dense_via_vs")]  # fmt: skip
+             dense_case(n)]  # fmt: skip
     plans = [case.build(q, k) for case in cases]
     rows = []
     for tuning in TUNINGS:
@@ -121,13 +122,13 @@ def tune(n: int) -> list[dict]:
             try:
                 ms = time_ms(lambda c=case, p=plan, t=tuning: c.run(q, k, v, p, tuning=t))
                 dens = density(plan)
-                rows.append({"case": f"{case.pattern}/{case.indices}", "op": op_of(case),
+                rows.append({"case": f"{case.pattern}/{case.indices}/{case.budget}", "op": op_of(case),
                              "seq_len": n, **asdict(tuning), "kernel_ms": ms, "density": dens,
                              "rate_vs_cudnn": dens * cudnn / ms})  # fmt: skip
                 log(f"tune n={n} {case.pattern}/{case.indices} {tuning}: {ms:.2f} ms "
                     f"rate {dens * cudnn / ms:.2f}")  # fmt: skip
             except Exception as err:
-                rows.append({"case": f"{case.pattern}/{case.indices}", "op": op_of(case),
+                rows.append({"case": f"{case.pattern}/{case.indices}/{case.budget}", "op": op_of(case),
                              "seq_len": n, **asdict(tuning), "error": repr(err)[:300]})  # fmt: skip
                 log(f"tune {tuning} FAILED {err!r}")
     return rows
@@ -223,7 +224,7 @@ def _kernels_at(n: int, sweep: bool) -> list[dict]:
         cases = [c for c in cases if c.indices != "estimated_random"]
     if sweep:
         cases += [block_sparse_case(400), block_sparse_case(1000), banded_case(1000, 30000),
-                  banded_case(0, n, "dense_via_vs")]  # fmt: skip
+                  dense_case(n)]  # fmt: skip
     for case in cases:
         try:
             plan = case.build(q, k)
