@@ -98,3 +98,15 @@ def test_block_sparse_indices_same_when_heads_are_chunked(monkeypatch: pytest.Mo
     for m in range(3, 8):  # ranked lists come best first
         vals = scores[0, 0, m, ranked[0, 0, m].long()]
         assert (vals[1:-1] >= vals[2:]).all()
+
+
+def test_large_block_bias_is_not_cached(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ragline.attention.patterns as patterns
+
+    q, k = torch.randn(1, 2, 700, 64), torch.randn(1, 1, 700, 64)
+    cached = block_sparse_scores(q, k)
+    patterns._cached_left_bias.cache_clear()
+    monkeypatch.setattr(patterns, "_BIAS_CACHE_ELEMENTS", 10)  # 6 x 11 blocks: too large now
+    rebuilt = block_sparse_scores(q, k)
+    assert patterns._cached_left_bias.cache_info().currsize == 0
+    assert torch.equal(cached, rebuilt)

@@ -190,15 +190,28 @@ def _pool(x: torch.Tensor, block: int) -> torch.Tensor:
     return out
 
 
-@functools.lru_cache(maxsize=8)
+_BIAS_CACHE_ELEMENTS = 1 << 22
+"""Biases up to 16 MiB (up to ~250K tokens) are kept between calls; larger ones are rebuilt."""
+
+
 def _left_bias(
     n_m: int, n_k: int, ratio: int, force_first: bool, device: torch.device
 ) -> torch.Tensor:
     """`[NM, NK]` float32 added to block scores: 0 left of each query block's diagonal, else -inf.
 
     With `force_first`, key block 0 gets +inf wherever it is left of the diagonal, so a top-k
-    always picks it. Depends on shapes only, so it is built once and shared by every layer.
+    always picks it. It depends on shapes only, so small ones are built once and shared by every
+    layer (saving a handful of launches where the host bounds the index build); a 1M-token bias
+    (512 MiB) is not worth holding on to.
     """
+    if n_m * n_k <= _BIAS_CACHE_ELEMENTS:
+        return _cached_left_bias(n_m, n_k, ratio, force_first, device)
+    return _build_left_bias(n_m, n_k, ratio, force_first, device)
+
+
+def _build_left_bias(
+    n_m: int, n_k: int, ratio: int, force_first: bool, device: torch.device
+) -> torch.Tensor:
     import torch
 
     keys = torch.arange(n_k, device=device)[None, :]
@@ -207,6 +220,9 @@ def _left_bias(
     if force_first:
         bias[:, 0] = torch.where(limits[:, 0] > 0, float("inf"), float("-inf"))
     return bias
+
+
+_cached_left_bias = functools.lru_cache(maxsize=8)(_build_left_bias)
 
 
 def _block_scores(
