@@ -60,7 +60,7 @@ def _attention(
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
     runtime.sparse_calls += 1
     lp = runtime.layer(layer, query.device)
-    out = sparse_prefill_layer(query, key, value, lp, scale, runtime.plans)
+    out = sparse_prefill_layer(query, key, value, lp, scale)
     return out.transpose(1, 2).contiguous(), None
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ragline.attention.config import AShape, BlockSparse, Dense, SparsePrefillConfig, VerticalSlash
 
@@ -35,8 +35,7 @@ class LayerPatterns:
     mixed_top_k: bool
     """Block-sparse heads of different budgets: one ranked top-k is cut per head."""
     band: tuple[int, int] | None
-    """(sinks, window) when every vertical-slash-kernel head is the same A-shape: one cached plan."""
-    vs_head_ids: tuple[int, ...]
+    """(sinks, window) when every vertical-slash-kernel head is the same A-shape: a banded plan."""
 
 
 def _layer(patterns: list, device: torch.device) -> LayerPatterns:
@@ -72,7 +71,7 @@ def _layer(patterns: list, device: torch.device) -> LayerPatterns:
     return LayerPatterns(
         t(vs), t(est, torch.bool), t(nv), t(ns), t(bs), t(topk),
         max(nv, default=0), max(ns, default=0), any(est), max(topk, default=0),
-        len(set(topk)) > 1, band, tuple(vs),
+        len(set(topk)) > 1, band,
     )  # fmt: skip
 
 
@@ -85,8 +84,6 @@ class SparsePrefill:
         self.sparse_calls = 0
         """Layer calls that took the sparse path (the rest went to dense SDPA)."""
         self._layers: dict[tuple[int, str], LayerPatterns] = {}
-        self.plans: dict[tuple, object] = {}
-        """Plans that depend only on shapes (A-shape bands), shared by layers and calls."""
 
     def layer(self, idx: int, device: torch.device) -> LayerPatterns:
         key = (idx, str(device))
@@ -136,13 +133,11 @@ def sparse_prefill_layer(
     v: torch.Tensor,
     lp: LayerPatterns,
     scale: float,
-    plan_cache: dict[tuple, Any] | None = None,
 ) -> torch.Tensor:
     """Causal prefill attention of one layer with each head on its pattern: `[B, H, T, D]`.
 
     Args:
         q: `[B, H, T, D]`; k, v: `[B, H_kv, T, D]` (GQA read in place); no padding.
-        plan_cache: where plans that depend only on shapes are kept between layers and calls.
     """
     import torch
 
@@ -160,11 +155,9 @@ def sparse_prefill_layer(
     seq_lens = torch.full((b,), t, dtype=torch.int32, device=q.device)
     out = torch.empty_like(q)
     if lp.vs_heads.numel() and lp.band is not None:
-        key = (lp.band, b, t, lp.vs_head_ids, str(q.device))
-        cache = {} if plan_cache is None else plan_cache
-        if key not in cache:
-            cache[key] = plan_banded(*lp.band, seq_lens, t, lp.vs_heads)
-        vertical_slash(q, k, v, cache[key], scale=scale, out=out)
+        # a banded plan holds no index tensors: nothing to cache between layers
+        band_plan = plan_banded(*lp.band, seq_lens, t, lp.vs_heads)
+        vertical_slash(q, k, v, band_plan, scale=scale, out=out)
     elif lp.vs_heads.numel():
         vertical, slash = _vs_indices(q, k, lp, kv_index)
         vs_plan = plan_vertical_slash(vertical, slash, seq_lens, t, heads=lp.vs_heads)

@@ -122,7 +122,7 @@ def _vertical_slash_kernel(
     if BANDED:
         # one run, block offsets 1..e_max: keys [(kb - e_max) * BLOCK_N, start_m) past the prefix
         lo = tl.maximum(n_prefix, (kb - band_e_max) * BLOCK_N)
-        hi = tl.where(live & (band_e_max > 0), start_m, lo)
+        hi = tl.where(live, start_m, lo)  # e_max == 0 gives lo >= start_m: an empty range
         acc, m_i, l_i = _attend_range(
             acc, m_i, l_i, b_q, p_k0, p_v0, s_kt, s_vt, lo, hi, qk_scale, BLOCK_N, HEAD_DIM, IEEE,
             WIDE, LAZY,
