@@ -37,6 +37,11 @@ def test_round_trip(tmp_path: Path) -> None:
             "window",
         ),
         (json.dumps({"model": "m", "layers": [], "extra": 1}), "extra"),
+        # two blocks would be the diagonal alone: the first block always comes with them
+        (
+            json.dumps({"model": "m", "layers": [[{"pattern": "block_sparse", "top_k": 2}]]}),
+            "top_k",
+        ),
         (json.dumps({"model": "m", "version": 9, "layers": []}), "version"),
     ],
 )

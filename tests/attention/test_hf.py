@@ -56,7 +56,7 @@ MIXED = [
         BlockSparse(top_k=3),
         Dense(),
     ],
-    [BlockSparse(top_k=2), Dense(), AShape(sinks=0, window=1), VerticalSlash(vertical=1, slash=1)],
+    [BlockSparse(top_k=3), Dense(), AShape(sinks=0, window=1), VerticalSlash(vertical=1, slash=1)],
 ]
 
 

@@ -52,10 +52,10 @@ class VerticalSlash(_Pattern):
 
 
 class BlockSparse(_Pattern):
-    """The `top_k` key blocks of 64 per query block of 128 (its own two blocks included)."""
+    """The `top_k` key blocks of 64 per query block of 128: its own two, the first, the best others."""
 
     pattern: Literal["block_sparse"] = "block_sparse"
-    top_k: int = Field(default=100, ge=2)
+    top_k: int = Field(default=100, ge=3)
 
 
 class Dense(_Pattern):
@@ -99,8 +99,10 @@ class SparsePrefillConfig(BaseModel):
             )
 
     def save(self, path: str | Path) -> None:
-        """Write the config as JSON (one head per line for readable diffs)."""
-        Path(path).write_text(self.model_dump_json(indent=1, exclude_none=True) + "\n")
+        """Write the config as JSON (one head per line for readable diffs), never half."""
+        from ragline.fsutil import atomic_write_text
+
+        atomic_write_text(path, self.model_dump_json(indent=1, exclude_none=True) + "\n")
 
 
 def uniform_config(

@@ -167,7 +167,8 @@ def sparse_prefill_layer(
             q.index_select(1, lp.bs_heads), k, lp.max_top_k, kv_index=kv_index[lp.bs_heads],
             ranked=lp.mixed_top_k,
         )  # fmt: skip
-        chosen = (lp.bs_top_k - _DIAGONAL_BLOCKS)[:, None, None]
+        # at least the forced first block, as `block_sparse_indices` (and calibration) keep it
+        chosen = (lp.bs_top_k - _DIAGONAL_BLOCKS).clamp(min=1)[:, None, None]
         idx = torch.where(torch.arange(idx.shape[-1], device=q.device) < chosen, idx, -1)
         bs_plan = plan_block_sparse(idx, seq_lens, t, heads=lp.bs_heads, compact=True)
         block_sparse(q, k, v, bs_plan, scale=scale, out=out)
