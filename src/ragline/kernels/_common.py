@@ -88,11 +88,16 @@ def check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seq_lens: torch
 
 
 def dot_in_float32(t: torch.Tensor) -> bool:
-    """Products in float32: for float32 inputs, and for bf16 under the interpreter (its bf16 dot is wrong)."""
+    """Exact float32 products: only under the CPU interpreter (its bf16 dot is wrong).
+
+    On a GPU, float32 inputs take TF32 tensor-core products (like torch with TF32 matmuls
+    allowed): the emulated IEEE float32 dot of a 128 x 128 tile kept `ptxas` busy for more than
+    200 s per variant on an H100, so it is never compiled for a device.
+    """
     import torch
 
     interp = not t.is_cuda and os.environ.get("TRITON_INTERPRET") == "1"
-    return t.dtype == torch.float32 or (interp and t.dtype == torch.bfloat16)
+    return interp and t.dtype in (torch.float32, torch.bfloat16)
 
 
 def run_sparse(
@@ -129,10 +134,13 @@ def run_sparse(
     out = torch.empty_like(q) if out is None else out
     lse = torch.empty((b, h, t), dtype=torch.float32, device=q.device) if lse is None else lse
     tuning = tuning or KernelTuning()
+    stages, wide = tuning.num_stages, tuning.wide
+    if q.is_cuda and q.dtype == torch.float32:
+        # float32 tiles are twice as large: 64-key steps in two stages fit shared memory
+        stages, wide = min(stages, 2), False
     launch(
         q, k, v, plan, out, lse,
         1.0 / math.sqrt(d) if scale is None else scale,
-        tuning.num_warps or (8 if d == 128 else 4), tuning.num_stages,
-        tuning.wide, tuning.lazy,
+        tuning.num_warps or (8 if d == 128 else 4), stages, wide, tuning.lazy,
     )  # fmt: skip
     return out, lse

@@ -1,8 +1,9 @@
 """Triton building blocks shared by the sparse flash-attention kernels (imported lazily).
 
-`IEEE` runs the products in float32 on upcast operands: for float32 inputs, and for bfloat16
-under the CPU interpreter, whose bf16 `tl.dot` is wrong (seen with Triton 3.9); bf16 x bf16
-products are exact in float32, so the result matches the tensor-core path up to summation order.
+`IEEE` runs the products in float32 on upcast operands, under the CPU interpreter only: its
+bf16 `tl.dot` is wrong (seen with Triton 3.9), and bf16 x bf16 products are exact in float32, so
+the result matches the tensor-core path up to summation order. On a GPU, float32 inputs take
+TF32 tensor-core products (see `dot_in_float32`).
 
 Each helper advances the online-softmax state `(acc [BLOCK_M, D] fp32, m_i [BLOCK_M], l_i
 [BLOCK_M])` over some keys; scores are kept in log2 units (`qk_scale` = softmax scale * log2 e).
