@@ -44,20 +44,22 @@ def test_calibrate_writes_a_valid_config(tiny_lm_dir: Path, tmp_path: Path, caps
          "--seq-len", "300", "--budget", "0.3", "--max-samples", "2", "--device", "cpu", "--json"]
     )  # fmt: skip
     assert code == 0
-    report = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
     cfg = load_pattern_config(out)
     assert cfg.model == str(model) and cfg.samples == 2 and cfg.seq_len == 300
     assert len(cfg.layers) == 2 and all(len(layer) == 4 for layer in cfg.layers)
     names = {c["pattern"] for c in report["candidates"]}
-    assert {"a_shape", "block_sparse", "vertical_slash x1"} <= names
-    assert all(n.startswith("vertical_slash x") for n in names - {"a_shape", "block_sparse"})
+    assert "dense" in names
+    for base in ("a_shape", "block_sparse", "vertical_slash"):
+        assert any(n.startswith(f"{base} x") for n in names)
     for layer in cfg.layers:
         for head in layer:
             assert head.recall is not None and 0.0 < head.recall <= 1.0
-            best = max(c["mean_recall"] for c in report["candidates"])
-            assert head.recall <= 1.0 and best <= 1.0
     assert 0 < report["chosen_mean_recall"] <= 1.0
-    assert 0 < report["chosen_mean_density"]
+    # at 300 tokens the diagonal blocks alone cost more than 0.3: the cheapest sizes, flagged
+    assert report["budget_met"] is False and 0.3 < report["chosen_mean_density"] <= 1.0
+    assert "even the smallest patterns cost" in captured.err
 
 
 def test_calibrate_rejects_bad_samples(tiny_lm_dir: Path, tmp_path: Path, capsys) -> None:

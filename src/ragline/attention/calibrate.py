@@ -1,4 +1,4 @@
-"""Offline per-head pattern search: attention-mass recall of equal-cost candidates, best per head.
+"""Offline per-head pattern search: attention-mass recall of sized candidates, a budget shared by all heads.
 
 For each sample, each layer's queries and keys are captured from a dense pass; per head, the
 recall of a candidate is the softmax mass its pattern keeps, averaged over query rows, read
@@ -9,11 +9,12 @@ exactly what the kernels will compute.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from ragline.attention.config import (
     AShape,
     BlockSparse,
+    Dense,
     HeadPattern,
     SparsePrefillConfig,
     VerticalSlash,
@@ -23,10 +24,12 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = [
-    "VS_SCALES",
+    "SCALES",
     "Candidate",
+    "allocate_budget",
     "attention_recall",
     "calibrate_model",
+    "candidate_grid",
     "candidates_for_budget",
 ]
 
@@ -101,18 +104,92 @@ def attention_recall(q: torch.Tensor, k: torch.Tensor, plans: list[Any]) -> torc
     return torch.stack(out)
 
 
-VS_SCALES = (1.0, 0.6, 0.35, 0.2)
-"""Size factors tried for vertical-slash, so each head can get one whose real density fits."""
-
-_SLACK = 1.1
-"""A candidate counts as equal-cost when its measured density is within 10 % of A-shape's."""
+SCALES = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0)
+"""Size factors of the budget each pattern is tried at, so the allocation can give each head more
+or less than the mean: a local head needs a short window, a retrieval head a wide one."""
 
 
-def _scaled(vs: VerticalSlash, factor: float) -> VerticalSlash:
-    # The index builder always keeps 64 sink columns and 64 local diagonals.
-    return VerticalSlash(
-        vertical=max(64, round(vs.vertical * factor)), slash=max(64, round(vs.slash * factor))
-    )
+def _scaled(pattern: HeadPattern, factor: float, seq_len: int) -> HeadPattern | None:
+    """`pattern` with its keys per row times `factor`; None once it would read every key."""
+    if isinstance(pattern, AShape):
+        window = round(pattern.window * factor)
+        return (
+            None
+            if pattern.sinks + window >= seq_len
+            else AShape(sinks=pattern.sinks, window=max(1, window))
+        )
+    if isinstance(pattern, VerticalSlash):
+        # The index builder always keeps 64 sink columns and 64 local diagonals.
+        vertical = max(64, round(pattern.vertical * factor))
+        slash = max(64, round(pattern.slash * factor))
+        return (
+            None if vertical + slash >= seq_len else VerticalSlash(vertical=vertical, slash=slash)
+        )
+    assert isinstance(pattern, BlockSparse)
+    top_k = max(3, round(pattern.top_k * factor))
+    return None if top_k * 64 >= seq_len else BlockSparse(top_k=top_k)
+
+
+def candidate_grid(seq_len: int, budget: float) -> list[Candidate]:
+    """Each pattern of `candidates_for_budget` at `SCALES` of its size (deduplicated), then dense."""
+    out: list[Candidate] = []
+    seen: set[HeadPattern] = set()
+    for base in candidates_for_budget(seq_len, budget):
+        for f in SCALES:
+            pattern = _scaled(base.pattern, f, seq_len)
+            if pattern is not None and pattern not in seen:
+                seen.add(pattern)
+                out.append(Candidate(f"{base.name} x{f:g}", pattern))
+    return [*out, Candidate("dense", Dense())]
+
+
+def allocate_budget(recall: torch.Tensor, density: torch.Tensor, budget: float) -> torch.Tensor:
+    """Per head, the option index that maximises the summed recall at mean density <= `budget`.
+
+    A Lagrangian relaxation: each head takes `argmax(recall - lam * density)`, with `lam` the
+    smallest price (found by bisection) whose choices fit the budget; the slack left is then
+    spent greedily on the upgrades with the most recall per unit of density. If even the
+    cheapest option of every head exceeds the budget, those are returned.
+
+    Args:
+        recall, density: `[heads, options]`, every head of every layer (equal cost per unit of
+            density, as all layers see the same length).
+    """
+    import torch
+
+    r, d = recall.double(), density.double()
+    n = r.shape[0]
+    rows = torch.arange(n)
+    cheapest = d.argmin(1)
+    room = budget * n * (1 + 1e-6)  # float32 densities: 0.1 + 0.2 must fit a 0.3 budget
+    if float(d[rows, cheapest].sum()) > room:
+        return cheapest
+
+    def pick(lam: float) -> torch.Tensor:
+        return (r - lam * d).argmax(1)
+
+    lo, hi = 0.0, 1.0
+    while float(d[rows, pick(hi)].sum()) > room:
+        lo, hi = hi, hi * 2
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if float(d[rows, pick(mid)].sum()) > room:
+            lo = mid
+        else:
+            hi = mid
+    choice = pick(hi)
+    slack = room - float(d[rows, choice].sum())
+    while True:
+        gain = r - r[rows, choice][:, None]
+        extra = d - d[rows, choice][:, None]
+        ok = (gain > 0) & (extra <= slack)
+        if not bool(ok.any()):
+            return choice
+        ratio = torch.where(ok, gain / extra.clamp(min=1e-12), torch.tensor(-1.0, dtype=r.dtype))
+        flat = int(ratio.argmax())
+        h, o = divmod(flat, r.shape[1])
+        slack -= float(extra[h, o])
+        choice[h] = o
 
 
 def calibrate_model(
@@ -121,77 +198,81 @@ def calibrate_model(
     seq_len: int,
     budget: float,
 ) -> tuple[SparsePrefillConfig, dict[str, Any]]:
-    """Pick, per head, the equal-cost candidate with the best mean recall over samples.
+    """Per head, the pattern and size that maximise the model's mean recall at mean density <= budget.
 
-    Cost is the measured plan density (tiles the kernel computes), not the nominal keys per
-    row: on real queries estimated slashes scatter, and block-rounded runs can cost twice
-    their nominal size. A-shape's density (fixed by its sizes) sets each head's cost; block-
-    sparse is sized to the same keys per row; vertical-slash is tried at `VS_SCALES` of its
-    nominal sizes and each head uses the largest whose mean density is within 10 % of the
-    cost (else the smallest).
+    Every head is measured on `candidate_grid` (each pattern at several sizes, and dense): its
+    recall averaged over samples, and its cost as the measured plan density (tiles the kernel
+    computes), not the nominal keys per row, since on real queries estimated slashes scatter and
+    block-rounded runs can cost twice their nominal size. `allocate_budget` then shares the
+    budget across all heads of all layers: heads whose mass is local get small windows, heads
+    that read far get more, and the mean density stays within the budget.
 
     Args:
         layers_qk: per sample, per layer `(q [1,H,T,D], k [1,H_kv,T,D])`.
 
     Returns:
-        The config and a report: per candidate, mean recall and measured density; the
-        chosen config's mean recall and mean density.
+        The config and a report: per candidate, mean recall and measured density over all
+        heads; the chosen config's mean recall and mean density.
     """
     import torch
 
+    from ragline.kernels import plan_banded
     from ragline.kernels.density import plan_density_per_slot
 
-    a_shape, vs, block = candidates_for_budget(seq_len, budget)
-    cands = [a_shape, block] + [
-        Candidate(f"vertical_slash x{f:g}", _scaled(cast(VerticalSlash, vs.pattern), f))
-        for f in VS_SCALES
-    ]
+    cands = candidate_grid(seq_len, budget)
     n_layers = len(layers_qk[0])
     recall = [torch.zeros(0)] * n_layers  # per layer [P, H], summed over samples
     density = [torch.zeros(0)] * n_layers
     for sample in layers_qk:
         for layer, (q, k) in enumerate(sample):
-            plans = [_plan(q, k, c.pattern) for c in cands]
+            sparse = [c for c in cands if not isinstance(c.pattern, Dense)]
+            plans = [_plan(q, k, c.pattern) for c in sparse]
             rec = attention_recall(q, k, plans)
             dens = torch.tensor([plan_density_per_slot(p) for p in plans])
+            # dense keeps all the mass, at the cost of every causal tile counted the same way
+            full = plan_banded(0, q.shape[2], plans[0].seq_lens, q.shape[2], plans[0].heads)
+            rec = torch.cat([rec, torch.ones(1, rec.shape[1])])
+            dens = torch.cat([dens, torch.tensor([plan_density_per_slot(full)])])
             first = recall[layer].numel() == 0
             recall[layer] = rec if first else recall[layer] + rec
             density[layer] = dens if first else density[layer] + dens
     n = len(layers_qk)
-    rows, chosen_density = [], []
+    all_rec = torch.cat([r.T for r in recall]) / n  # [layers * H, P]
+    all_dens = torch.cat([d.T for d in density]) / n
+    choice = allocate_budget(all_rec, all_dens, budget).tolist()
+    heads = recall[0].shape[1]
+    rows = []
     for layer in range(n_layers):
-        rec, dens = recall[layer] / n, density[layer] / n  # [P, H]
         row = []
-        for hh in range(rec.shape[1]):
-            cost = float(dens[0, hh]) * _SLACK
-            fits = [i for i in range(2, len(cands)) if float(dens[i, hh]) <= cost]
-            pool = [0, 1, fits[0] if fits else len(cands) - 1]
-            best = max(pool, key=lambda i: float(rec[i, hh]))
-            row.append(
-                cands[best].pattern.model_copy(update={"recall": round(float(rec[best, hh]), 4)})
-            )
-            chosen_density.append(float(dens[best, hh]))
+        for hh in range(heads):
+            i, flat = choice[layer * heads + hh], layer * heads + hh
+            rec_i = round(float(all_rec[flat, i]), 4)
+            row.append(cands[i].pattern.model_copy(update={"recall": rec_i}))
         rows.append(row)
     config = SparsePrefillConfig(
         model=model_name, layers=rows, budget=budget, samples=n, seq_len=seq_len
     )
+    picked = torch.tensor(choice)
+    flat_rows = torch.arange(len(choice))
     report = {
         "candidates": [
             {
                 "pattern": c.name,
                 "sizes": c.pattern.model_dump(exclude={"recall", "pattern"}),
-                "density": float(torch.stack([d[i] for d in density]).mean() / n),
-                "mean_recall": float(torch.stack([r[i] for r in recall]).mean() / n),
+                "density": float(all_dens[:, i].mean()),
+                "mean_recall": float(all_rec[:, i].mean()),
+                "heads_chosen": int((picked == i).sum()),
             }
             for i, c in enumerate(cands)
         ],
-        "chosen_mean_recall": float(
-            sum(p.recall or 0.0 for row in rows for p in row) / sum(len(r) for r in rows)
-        ),
-        "chosen_mean_density": sum(chosen_density) / len(chosen_density),
+        "chosen_mean_recall": float(all_rec[flat_rows, picked].mean()),
+        "chosen_min_recall": float(all_rec[flat_rows, picked].min()),
+        "chosen_mean_density": float(all_dens[flat_rows, picked].mean()),
+        # at short lengths whole diagonal blocks alone can cost more than the budget
+        "budget_met": float(all_dens[flat_rows, picked].mean()) <= budget * (1 + 1e-6),
         "chosen_patterns": {
             name: sum(p.pattern == name for row in rows for p in row)
-            for name in ("a_shape", "vertical_slash", "block_sparse")
+            for name in ("a_shape", "vertical_slash", "block_sparse", "dense")
         },
     }
     return config, report

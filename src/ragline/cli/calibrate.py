@@ -69,12 +69,25 @@ def calibrate_cmd(
     seq_len: Annotated[int, typer.Option("--seq-len", min=256, help="Tokens per sample.")] = 4096,
     budget: Annotated[
         float,
-        typer.Option("--budget", min=0.01, max=1.0, help="Target density of every candidate."),
+        typer.Option(
+            "--budget",
+            min=0.01,
+            max=1.0,
+            help="Mean density over all heads: the share of causal tiles the kernels compute.",
+        ),
     ] = 0.25,
     max_samples: Annotated[
         int, typer.Option("--max-samples", min=1, help="Samples to average over.")
     ] = 3,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda.")] = "auto",
+    dtype: Annotated[
+        str,
+        typer.Option(
+            "--dtype",
+            help="auto (bfloat16 on a GPU, as prefill runs; float32 on a CPU), bfloat16, "
+            "float16, float32.",
+        ),
+    ] = "auto",
     name: Annotated[
         str | None, typer.Option("--name", help="Model name to record (default: MODEL as given).")
     ] = None,
@@ -82,8 +95,9 @@ def calibrate_cmd(
 ) -> None:
     """Search each head's best sparse-prefill pattern (A-shape, vertical-slash, block-sparse) by attention recall.
 
-    Every candidate gets about the same budget; each head keeps the one whose mask retains the
-    most softmax mass, averaged over the samples. Use the output with
+    Each pattern is tried at several sizes around the budget; every head's recall (softmax mass
+    its pattern keeps, averaged over the samples) and measured density are read, and the budget
+    is shared across all heads to maximise the mean recall. Use the output with
     `generator.hf: {prefill: {method: minference, config: PATH}}`.
     """
     import torch
@@ -93,31 +107,47 @@ def calibrate_cmd(
     from ragline.models.loader import load_causal_lm
 
     texts = read_sample_texts(samples)
-    lm = load_causal_lm(model, dtype="float32", device=device)
+    if dtype not in ("auto", "bfloat16", "float16", "float32"):
+        raise UsageError(f"--dtype {dtype!r}: expected auto, bfloat16, float16 or float32")
+    if dtype == "auto":
+        cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+        dtype = "bfloat16" if cuda else "float32"
+    lm = load_causal_lm(model, dtype=dtype, device=device)
     token_samples = _token_samples(lm.tokenizer, texts, seq_len, max_samples)
     if not token_samples:
         raise UsageError(f"--samples {samples}: fewer than 256 tokens of text")
     captured = []
     for ids in token_samples:
         x = torch.tensor([ids], device=lm.device)
-        # kept on the model's device: on a GPU the recall runs through the kernels, not the
-        # CPU mask references (an 8B model's q/k at 8K take ~5 GB per sample in float32)
-        captured.append([(q.float(), k.float()) for q, k in capture_queries_keys(lm.model, x)])
+        # Kept on the model's device and in its dtype: on a GPU the recall runs through the
+        # kernels exactly as prefill will (an 8B model's q/k at 8K take ~2.5 GB per sample in
+        # bf16); the CPU references want float32.
+        qk = capture_queries_keys(lm.model, x)
+        captured.append([(q, k) if q.is_cuda else (q.float(), k.float()) for q, k in qk])
     length = min(len(s) for s in token_samples)
     captured = [[(q[:, :, :length], k[:, :, :length]) for q, k in s] for s in captured]
     config, report = calibrate_model(captured, name or model, length, budget)
     out.parent.mkdir(parents=True, exist_ok=True)
     config.save(out)
     report.update({"out": str(out), "samples": len(token_samples), "seq_len": length})
+    if not report["budget_met"]:
+        typer.echo(
+            f"warning: --budget {budget}: even the smallest patterns cost a mean density of "
+            f"{report['chosen_mean_density']:.3f} at {length} tokens (whole diagonal blocks); "
+            "the config uses them",
+            err=True,
+        )
     if as_json:
         print_json(report)
         return
     for c in report["candidates"]:
         print(
-            f"{c['pattern']:<22} {c['sizes']}  density {c['density']:.3f}  mean recall {c['mean_recall']:.4f}"
+            f"{c['pattern']:<22} {c['sizes']}  density {c['density']:.3f}  "
+            f"mean recall {c['mean_recall']:.4f}  heads {c['heads_chosen']}"
         )
     counts = ", ".join(f"{k} {v}" for k, v in report["chosen_patterns"].items())
     print(
-        f"chosen per head ({counts}): mean recall {report['chosen_mean_recall']:.4f}, "
+        f"chosen per head ({counts}): mean recall {report['chosen_mean_recall']:.4f} "
+        f"(min {report['chosen_min_recall']:.4f}), "
         f"mean density {report['chosen_mean_density']:.3f} -> {out}"
     )
