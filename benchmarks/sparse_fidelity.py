@@ -25,13 +25,19 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, environment
 from ragline.attention.calibrate import _plan, attention_recall
-from ragline.attention.config import SparsePrefillConfig, VerticalSlash, load_pattern_config
+from ragline.attention.config import (
+    Dense,
+    SparsePrefillConfig,
+    VerticalSlash,
+    load_pattern_config,
+)
 from ragline.attention.hf import (
     capture_queries_keys,
     install_sparse_prefill,
     uninstall_sparse_prefill,
 )
 from ragline.attention.sparse import SparsePrefill
+from ragline.kernels import plan_banded
 from ragline.kernels.density import plan_density
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -65,7 +71,12 @@ def pattern_stats(
     for layer, (q, k) in enumerate(layers_qk):
         chosen = cfg.layers[layer]
         for pattern in {p.model_copy(update={"recall": None}) for p in chosen}:
-            plan = _plan(q, k, pattern)
+            if isinstance(pattern, Dense):  # every key: all the mass, every causal tile
+                lens = torch.full((1,), q.shape[2], dtype=torch.int32, device=q.device)
+                heads = torch.arange(q.shape[1], device=q.device)
+                plan = plan_banded(0, q.shape[2], lens, q.shape[2], heads)
+            else:
+                plan = _plan(q, k, pattern)
             rec = attention_recall(q, k, [plan])[0]
             dens = plan_density(plan)
             for h, p in enumerate(chosen):
@@ -117,6 +128,11 @@ def main() -> None:
     ap.add_argument(
         "--no-recall", action="store_true", help="skip held-out recall/density (slow on CPU)"
     )
+    ap.add_argument(
+        "--control",
+        action="store_true",
+        help="also run every head dense through the sparse kernels (the dtype's noise floor)",
+    )
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--out", default=str(RESULTS / "sparse_fidelity_smollm2.json"))
@@ -139,7 +155,11 @@ def main() -> None:
         doc = doc.to(lm.device)
         stats: dict[str, Any] = {}
         if not args.no_recall:
-            layers_qk = [(q.float(), k.float()) for q, k in capture_queries_keys(model, doc)]
+            # on a GPU in the model's dtype, as prefill runs; the CPU references want float32
+            layers_qk = [
+                (q, k) if q.is_cuda else (q.float(), k.float())
+                for q, k in capture_queries_keys(model, doc)
+            ]
             rows, recall, dens = pattern_stats(cfg, layers_qk, log)
             # the reference budget's vertical-slash on real versus random queries and keys
             vs = VerticalSlash(vertical=1000, slash=6096)
@@ -159,6 +179,17 @@ def main() -> None:
             for s, d in zip(sparse.hidden_states[1:], dense.hidden_states[1:], strict=True)
         ]
         agree = float((sparse.logits.argmax(-1) == dense.logits.argmax(-1)).float().mean())
+        if args.control:
+            # Same kernels, every head dense: what the dtype alone costs in top-1 agreement.
+            layers = [[Dense()] * len(row) for row in cfg.layers]
+            control = SparsePrefill(cfg.model_copy(update={"layers": layers}), min_len=1)
+            with torch.inference_mode():
+                install_sparse_prefill(model, control)
+                ctl = model(input_ids=doc)
+                uninstall_sparse_prefill(model, "sdpa")
+            stats["dense_through_kernels_top1_agreement"] = float(
+                (ctl.logits.argmax(-1) == dense.logits.argmax(-1)).float().mean()
+            )
         docs_out.append({"seq_len": doc.shape[1], **stats, "sparse_layer_calls": runtime.sparse_calls,
                          "layer_output_rel_err": rel, "max_layer_output_rel_err": max(rel),
                          "next_token_top1_agreement": agree})  # fmt: skip
