@@ -96,18 +96,22 @@ class LMScorer:
         return (-self.token_logprobs(hidden, t)).cpu()
 
     def _hidden(self, rows: list[list[int]]) -> torch.Tensor:
-        """Decoder last hidden states `[B, T, H]` of right-padded `rows`."""
+        """Decoder last hidden states `[B, T, H]` of right-padded `rows` (padding rows are junk).
+
+        No attention mask: in a causal LM a token only sees the tokens before it, and right
+        padding comes after every real token, so the real rows' states are the same (bit-exact
+        for SmolLM2 in bf16) while attention takes the plain causal path instead of an explicit
+        mask (5 % less decoder time on a CPU for NQ-sized batches). Sharing the question prefix
+        of `prefixed_surprisal` through a cache measured no faster: it needs the mask back.
+        """
         import torch
 
         width = max(len(r) for r in rows)
         ids = torch.zeros(len(rows), width, dtype=torch.long)
-        mask = torch.zeros(len(rows), width, dtype=torch.long)
         for b, r in enumerate(rows):
             ids[b, : len(r)] = torch.tensor(r, dtype=torch.long)
-            mask[b, : len(r)] = 1
-        dev = self.lm.device
         with torch.inference_mode():
-            out = self._decoder(input_ids=ids.to(dev), attention_mask=mask.to(dev), use_cache=False)
+            out = self._decoder(input_ids=ids.to(self.lm.device), use_cache=False)
         return out.last_hidden_state
 
     def _batches(self, lengths: Sequence[int]) -> list[list[int]]:
