@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, environment
-from ragline.attention.calibrate import _plan, attention_recall
+from ragline.attention.calibrate import _plan, recall_and_tail
 from ragline.attention.config import (
     Dense,
     SparsePrefillConfig,
@@ -38,7 +38,7 @@ from ragline.attention.hf import (
 )
 from ragline.attention.sparse import SparsePrefill
 from ragline.kernels import plan_banded
-from ragline.kernels.density import plan_density
+from ragline.kernels.density import plan_density, plan_density_per_slot
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 if not DATA.is_dir():  # on the device machine the data travels inside the checkout
@@ -65,9 +65,9 @@ def long_documents(tok: Any, n_docs: int, seq_len: int) -> list[torch.Tensor]:
 
 def pattern_stats(
     cfg: SparsePrefillConfig, layers_qk: list, log: Any
-) -> tuple[list[dict], float, float]:
-    """Per distinct pattern: recall and density on the real q/k of the heads that use it."""
-    per: dict[str, list[tuple[float, float]]] = {}
+) -> tuple[list[dict], dict[str, float]]:
+    """Per distinct pattern and overall: recall, last-64-row recall and density of each head."""
+    per: dict[str, list[tuple[float, float, float]]] = {}
     for layer, (q, k) in enumerate(layers_qk):
         chosen = cfg.layers[layer]
         for pattern in {p.model_copy(update={"recall": None}) for p in chosen}:
@@ -77,18 +77,22 @@ def pattern_stats(
                 plan = plan_banded(0, q.shape[2], lens, q.shape[2], heads)
             else:
                 plan = _plan(q, k, pattern)
-            rec = attention_recall(q, k, [plan])[0]
-            dens = plan_density(plan)
+            rec, tail = (x[0] for x in recall_and_tail(q, k, [plan], 64))
+            dens = plan_density_per_slot(plan)
             for h, p in enumerate(chosen):
                 if p.model_copy(update={"recall": None}) == pattern:
-                    per.setdefault(pattern.pattern, []).append((float(rec[h]), dens))
-        log(
-            f"layer {layer}: recall so far {sum(r for v in per.values() for r, _ in v) / sum(len(v) for v in per.values()):.4f}"
-        )
-    rows = [{"pattern": name, "heads": len(v), "attention_recall": sum(r for r, _ in v) / len(v),
-             "density": sum(d for _, d in v) / len(v)} for name, v in per.items()]  # fmt: skip
-    allv = [x for v in per.values() for x in v]
-    return rows, sum(r for r, _ in allv) / len(allv), sum(d for _, d in allv) / len(allv)
+                    per.setdefault(pattern.pattern, []).append(
+                        (float(rec[h]), float(tail[h]), dens[h])
+                    )
+        n = sum(len(v) for v in per.values())
+        log(f"layer {layer}: recall so far {sum(x[0] for v in per.values() for x in v) / n:.4f}")
+
+    def means(v: list[tuple[float, float, float]]) -> dict[str, float]:
+        return {key: sum(x[i] for x in v) / len(v)
+                for i, key in enumerate(("attention_recall", "tail_recall", "density"))}  # fmt: skip
+
+    rows = [{"pattern": name, "heads": len(v), **means(v)} for name, v in per.items()]
+    return rows, means([x for v in per.values() for x in v])
 
 
 def nq_prompts(tok: Any, n: int, distractors: int) -> list[tuple[str, list[str], torch.Tensor]]:
@@ -160,13 +164,15 @@ def main() -> None:
                 (q, k) if q.is_cuda else (q.float(), k.float())
                 for q, k in capture_queries_keys(model, doc)
             ]
-            rows, recall, dens = pattern_stats(cfg, layers_qk, log)
+            rows, overall = pattern_stats(cfg, layers_qk, log)
+            recall, dens = overall["attention_recall"], overall["density"]
             # the reference budget's vertical-slash on real versus random queries and keys
             vs = VerticalSlash(vertical=1000, slash=6096)
             q8, k8 = layers_qk[len(layers_qk) // 2]
             real = _plan(q8, k8, vs)
             rand = _plan(torch.randn_like(q8), torch.randn_like(k8), vs)
             stats = {"patterns": rows, "mean_head_recall": recall, "mean_density": dens,
+                     "mean_tail_recall_last_64_rows": overall["tail_recall"],
                      "vs_1000_6096_density_real_qk_layer": plan_density(real),
                      "vs_1000_6096_density_random_qk": plan_density(rand)}  # fmt: skip
         with torch.inference_mode():

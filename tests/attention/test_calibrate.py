@@ -6,7 +6,12 @@ import math
 
 import torch
 
-from ragline.attention.calibrate import _plan, attention_recall, candidates_for_budget
+from ragline.attention.calibrate import (
+    _plan,
+    attention_recall,
+    candidates_for_budget,
+    recall_and_tail,
+)
 from ragline.attention.config import AShape, BlockSparse, VerticalSlash
 from ragline.kernels import BlockSparsePlan
 from ragline.kernels.block_sparse import block_sparse_mask
@@ -23,6 +28,8 @@ def test_recall_from_lse_equals_mass_under_the_mask() -> None:
     ]
     plans = [_plan(q, k, p) for p in patterns]
     got = attention_recall(q, k, plans)
+    whole, tail = recall_and_tail(q, k, plans, 40)
+    torch.testing.assert_close(whole, got)
     s = q[0] @ k[0].transpose(-1, -2) / math.sqrt(64)
     causal = torch.ones(333, 333, dtype=torch.bool).tril()
     p = torch.softmax(s.masked_fill(~causal, float("-inf")), -1)
@@ -30,6 +37,8 @@ def test_recall_from_lse_equals_mass_under_the_mask() -> None:
         fn = block_sparse_mask if isinstance(plan, BlockSparsePlan) else vertical_slash_mask
         mask = torch.stack([fn(plan, 0, h) for h in range(3)])
         torch.testing.assert_close(got[i], (p * mask).sum(-1).mean(-1), atol=1e-4, rtol=1e-4)
+        want_tail = (p * mask).sum(-1)[:, -40:].mean(-1)
+        torch.testing.assert_close(tail[i], want_tail, atol=1e-4, rtol=1e-4)
 
 
 def test_candidates_share_one_budget() -> None:
@@ -122,3 +131,16 @@ def test_calibration_shares_one_budget_across_heads() -> None:
     # the local head needs the least: it gets no more keys than any other head
     local = config.layers[0][1]
     assert local.recall is not None and local.recall > 0.99
+
+
+def test_tail_weight_trades_mean_recall_for_the_last_rows() -> None:
+    from ragline.attention.calibrate import calibrate_model
+
+    g = torch.Generator().manual_seed(4)
+    t = 1024
+    layers = [[(torch.randn(1, 4, t, 64, generator=g), torch.randn(1, 1, t, 64, generator=g))]]
+    _, plain = calibrate_model(layers, "random", t, 0.4)
+    _, tailed = calibrate_model(layers, "random", t, 0.4, tail_weight=1.0)
+    assert tailed["chosen_tail_recall"] >= plain["chosen_tail_recall"] - 1e-6
+    assert plain["chosen_mean_recall"] >= tailed["chosen_mean_recall"] - 1e-6
+    assert tailed["tail_weight"] == 1.0 and tailed["chosen_mean_density"] <= 0.4 + 1e-6

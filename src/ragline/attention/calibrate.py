@@ -31,6 +31,7 @@ __all__ = [
     "calibrate_model",
     "candidate_grid",
     "candidates_for_budget",
+    "recall_and_tail",
 ]
 
 
@@ -79,14 +80,24 @@ def _plan(q: torch.Tensor, k: torch.Tensor, pattern: HeadPattern) -> Any:
 
 
 def attention_recall(q: torch.Tensor, k: torch.Tensor, plans: list[Any]) -> torch.Tensor:
-    """`[P, H]` mean over query rows of the softmax mass each plan keeps (batch 1).
+    """`[P, H]` mean over query rows of the softmax mass each plan keeps (batch 1)."""
+    return recall_and_tail(q, k, plans, 1)[0]
+
+
+def recall_and_tail(
+    q: torch.Tensor, k: torch.Tensor, plans: list[Any], last_rows: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`[P, H]` softmax mass each plan keeps, averaged over all query rows and over the last rows.
 
     The mass row `i` keeps is `exp(lse_plan_i - lse_dense_i)`: the sparse op's own log-sum-exp
     over the keys it reads against the dense one, so the recall is exactly that of the kernel's
     pattern, computed in one launch per plan (the reference ops on a CPU), never as `T x T`.
+    The last rows are where a prompt ends (the question, the generation cue): the first answer
+    token is read from them, so calibration can weight them.
 
     Args:
         q: `[1, H, T, D]`; k: `[1, H_kv, T, D]`; plans: `VerticalSlashPlan`/`BlockSparsePlan`s.
+        last_rows: how many final rows the second mean covers.
     """
     import torch
 
@@ -96,12 +107,14 @@ def attention_recall(q: torch.Tensor, k: torch.Tensor, plans: list[Any]) -> torc
     lens = torch.full((1,), t, dtype=torch.int32, device=q.device)
     dense_plan = plan_banded(0, t, lens, t, torch.arange(h, device=q.device))
     _, lse_dense = vertical_slash(q, k, k, dense_plan)
-    out = []
+    whole, tail = [], []
     for plan in plans:
         op = block_sparse if isinstance(plan, BlockSparsePlan) else vertical_slash
         _, lse = op(q, k, k, plan)
-        out.append(torch.exp(lse[0] - lse_dense[0]).mean(-1).float().cpu())
-    return torch.stack(out)
+        kept = torch.exp(lse[0] - lse_dense[0]).float()  # [H, T]
+        whole.append(kept.mean(-1).cpu())
+        tail.append(kept[:, t - min(max(last_rows, 1), t) :].mean(-1).cpu())
+    return torch.stack(whole), torch.stack(tail)
 
 
 SCALES = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0)
@@ -197,6 +210,9 @@ def calibrate_model(
     model_name: str,
     seq_len: int,
     budget: float,
+    *,
+    tail_weight: float = 0.0,
+    tail_rows: int = 64,
 ) -> tuple[SparsePrefillConfig, dict[str, Any]]:
     """Per head, the pattern and size that maximise the model's mean recall at mean density <= budget.
 
@@ -207,12 +223,15 @@ def calibrate_model(
     budget across all heads of all layers: heads whose mass is local get small windows, heads
     that read far get more, and the mean density stays within the budget.
 
+    With `tail_weight` w, a head's score is `(1 - w) * recall + w * tail recall`, the tail being
+    the last `tail_rows` query rows, where a prompt's question and answer cue sit.
+
     Args:
         layers_qk: per sample, per layer `(q [1,H,T,D], k [1,H_kv,T,D])`.
 
     Returns:
-        The config and a report: per candidate, mean recall and measured density over all
-        heads; the chosen config's mean recall and mean density.
+        The config and a report: per candidate, mean recall, tail recall and measured density
+        over all heads; the chosen config's mean recall, tail recall and mean density.
     """
     import torch
 
@@ -221,26 +240,34 @@ def calibrate_model(
 
     cands = candidate_grid(seq_len, budget)
     n_layers = len(layers_qk[0])
-    recall = [torch.zeros(0)] * n_layers  # per layer [P, H], summed over samples
-    density = [torch.zeros(0)] * n_layers
+    if not 0.0 <= tail_weight <= 1.0:
+        raise ValueError(f"tail_weight must be in [0, 1], got {tail_weight}")
+    # per layer [P, H], summed over samples: recall, tail recall, density
+    sums: list[list[torch.Tensor]] = [[] for _ in range(n_layers)]
     for sample in layers_qk:
         for layer, (q, k) in enumerate(sample):
             sparse = [c for c in cands if not isinstance(c.pattern, Dense)]
             plans = [_plan(q, k, c.pattern) for c in sparse]
-            rec = attention_recall(q, k, plans)
+            rec, tail = recall_and_tail(q, k, plans, tail_rows)
             dens = torch.tensor([plan_density_per_slot(p) for p in plans])
             # dense keeps all the mass, at the cost of every causal tile counted the same way
             full = plan_banded(0, q.shape[2], plans[0].seq_lens, q.shape[2], plans[0].heads)
-            rec = torch.cat([rec, torch.ones(1, rec.shape[1])])
-            dens = torch.cat([dens, torch.tensor([plan_density_per_slot(full)])])
-            first = recall[layer].numel() == 0
-            recall[layer] = rec if first else recall[layer] + rec
-            density[layer] = dens if first else density[layer] + dens
+            one = torch.ones(1, rec.shape[1])
+            row = [
+                torch.cat([rec, one]),
+                torch.cat([tail, one]),
+                torch.cat([dens, torch.tensor([plan_density_per_slot(full)])]),
+            ]
+            sums[layer] = (
+                row if not sums[layer] else [a + b for a, b in zip(sums[layer], row, strict=True)]
+            )
     n = len(layers_qk)
-    all_rec = torch.cat([r.T for r in recall]) / n  # [layers * H, P]
-    all_dens = torch.cat([d.T for d in density]) / n
-    choice = allocate_budget(all_rec, all_dens, budget).tolist()
-    heads = recall[0].shape[1]
+    all_rec, all_tail, all_dens = (
+        torch.cat([sums[layer][i].T for layer in range(n_layers)]) / n for i in range(3)
+    )  # each [layers * H, P]
+    objective = (1 - tail_weight) * all_rec + tail_weight * all_tail
+    choice = allocate_budget(objective, all_dens, budget).tolist()
+    heads = sums[0][0].shape[1]
     rows = []
     for layer in range(n_layers):
         row = []
@@ -261,12 +288,16 @@ def calibrate_model(
                 "sizes": c.pattern.model_dump(exclude={"recall", "pattern"}),
                 "density": float(all_dens[:, i].mean()),
                 "mean_recall": float(all_rec[:, i].mean()),
+                "tail_recall": float(all_tail[:, i].mean()),
                 "heads_chosen": int((picked == i).sum()),
             }
             for i, c in enumerate(cands)
         ],
         "chosen_mean_recall": float(all_rec[flat_rows, picked].mean()),
         "chosen_min_recall": float(all_rec[flat_rows, picked].min()),
+        "chosen_tail_recall": float(all_tail[flat_rows, picked].mean()),
+        "tail_weight": tail_weight,
+        "tail_rows": tail_rows,
         "chosen_mean_density": float(all_dens[flat_rows, picked].mean()),
         # at short lengths whole diagonal blocks alone can cost more than the budget
         "budget_met": float(all_dens[flat_rows, picked].mean()) <= budget * (1 + 1e-6),

@@ -79,6 +79,16 @@ def calibrate_cmd(
     max_samples: Annotated[
         int, typer.Option("--max-samples", min=1, help="Samples to average over.")
     ] = 3,
+    tail_weight: Annotated[
+        float,
+        typer.Option(
+            "--tail-weight",
+            min=0.0,
+            max=1.0,
+            help="Weight of the last 64 query rows' recall (where a prompt's question sits) "
+            "against all rows'.",
+        ),
+    ] = 0.0,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda.")] = "auto",
     dtype: Annotated[
         str,
@@ -126,7 +136,9 @@ def calibrate_cmd(
         captured.append([(q, k) if q.is_cuda else (q.float(), k.float()) for q, k in qk])
     length = min(len(s) for s in token_samples)
     captured = [[(q[:, :, :length], k[:, :, :length]) for q, k in s] for s in captured]
-    config, report = calibrate_model(captured, name or model, length, budget)
+    config, report = calibrate_model(
+        captured, name or model, length, budget, tail_weight=tail_weight
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     config.save(out)
     report.update({"out": str(out), "samples": len(token_samples), "seq_len": length})
@@ -143,11 +155,12 @@ def calibrate_cmd(
     for c in report["candidates"]:
         print(
             f"{c['pattern']:<22} {c['sizes']}  density {c['density']:.3f}  "
-            f"mean recall {c['mean_recall']:.4f}  heads {c['heads_chosen']}"
+            f"mean recall {c['mean_recall']:.4f}  last rows {c['tail_recall']:.4f}  "
+            f"heads {c['heads_chosen']}"
         )
     counts = ", ".join(f"{k} {v}" for k, v in report["chosen_patterns"].items())
     print(
         f"chosen per head ({counts}): mean recall {report['chosen_mean_recall']:.4f} "
-        f"(min {report['chosen_min_recall']:.4f}), "
+        f"(min {report['chosen_min_recall']:.4f}, last rows {report['chosen_tail_recall']:.4f}), "
         f"mean density {report['chosen_mean_density']:.3f} -> {out}"
     )
