@@ -253,13 +253,15 @@ def calibrate_model(
             # dense keeps all the mass, at the cost of every causal tile counted the same way
             full = plan_banded(0, q.shape[2], plans[0].seq_lens, q.shape[2], plans[0].heads)
             one = torch.ones(1, rec.shape[1])
-            row = [
+            stats = [
                 torch.cat([rec, one]),
                 torch.cat([tail, one]),
                 torch.cat([dens, torch.tensor([plan_density_per_slot(full)])]),
             ]
             sums[layer] = (
-                row if not sums[layer] else [a + b for a, b in zip(sums[layer], row, strict=True)]
+                stats
+                if not sums[layer]
+                else [a + b for a, b in zip(sums[layer], stats, strict=True)]
             )
     n = len(layers_qk)
     all_rec, all_tail, all_dens = (
