@@ -55,7 +55,7 @@ def plot(path: Path) -> Path:
             "x--",
             color=line.get_color(),
             alpha=0.6,
-            label=f"MInference {key}",
+            label=f"MInference {key} (H100)",
         )
         ax2.plot(
             [r["seq_len"] for r in rows],
@@ -69,7 +69,7 @@ def plot(path: Path) -> Path:
            title=f"Sparse prefill, Llama-3-8B attention shape, {data['device']}")  # fmt: skip
     ax.legend(fontsize=7)
     ax2.axhline(0.8, color="grey", lw=0.8, ls="--")
-    ax2.axhspan(0.55, 0.6, color="grey", alpha=0.2, label="MInference kernels (0.55-0.6)")
+    ax2.axhspan(0.55, 0.6, color="grey", alpha=0.2, label="MInference kernels, H100 (0.55-0.6)")
     ax2.set(xscale="log", ylim=(0, 1.1), xlabel="sequence length", ylabel="rate on computed tiles / cuDNN dense rate",
             title="Kernel efficiency")  # fmt: skip
     ax2.legend(fontsize=7)
