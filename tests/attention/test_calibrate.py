@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from ragline.attention.calibrate import (
@@ -144,3 +145,42 @@ def test_tail_weight_trades_mean_recall_for_the_last_rows() -> None:
     assert tailed["chosen_tail_recall"] >= plain["chosen_tail_recall"] - 1e-6
     assert plain["chosen_mean_recall"] >= tailed["chosen_mean_recall"] - 1e-6
     assert tailed["tail_weight"] == 1.0 and tailed["chosen_mean_density"] <= 0.4 + 1e-6
+
+
+def test_mask_path_equals_the_kernels_lse_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    g = torch.Generator().manual_seed(5)
+    t = 461  # odd: a short last query block and a row chunk that ends mid-block
+    q, k = torch.randn(1, 4, t, 64, generator=g), torch.randn(1, 2, t, 64, generator=g)
+    plans = [_plan(q, k, p) for p in (AShape(sinks=64, window=90), VerticalSlash(vertical=40, slash=70), BlockSparse(top_k=4))]  # fmt: skip
+    by_kernel = recall_and_tail(q, k, plans, 33)  # the interpreter runs the kernels here
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    by_masks = recall_and_tail(q, k, plans, 33)
+    for a, b in zip(by_kernel, by_masks, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_recall_takes_head_dims_the_kernels_do_not() -> None:
+    g = torch.Generator().manual_seed(6)
+    t, d = 300, 256
+    q, k = torch.randn(1, 2, t, d, generator=g), torch.randn(1, 1, t, d, generator=g)
+    plan = _plan(q, k, AShape(sinks=64, window=64))
+    whole, _ = recall_and_tail(q, k, [plan], 10)
+    s = q[0] @ k[0].transpose(-1, -2) / math.sqrt(d)
+    p = torch.softmax(s.masked_fill(~torch.ones(t, t, dtype=torch.bool).tril(), float("-inf")), -1)
+    mask = torch.stack([vertical_slash_mask(plan, 0, h) for h in range(2)])
+    torch.testing.assert_close(whole[0], (p * mask).sum(-1).mean(-1), atol=1e-4, rtol=1e-4)
+
+
+def test_layers_left_out_of_calibration_are_written_dense() -> None:
+    from ragline.attention.calibrate import calibrate_model
+    from ragline.attention.config import Dense
+
+    g = torch.Generator().manual_seed(7)
+    t = 512
+    layers = [[(torch.randn(1, 2, t, 64, generator=g), torch.randn(1, 1, t, 64, generator=g))]]
+    config, _ = calibrate_model(layers, "m", t, 0.5, layer_ids=[2], num_layers=4)
+    config.check_shape(4, 2)
+    assert all(isinstance(p, Dense) for i in (0, 1, 3) for p in config.layers[i])
+    assert all(p.recall is not None for p in config.layers[2])
+    with pytest.raises(ValueError, match="layer_ids"):
+        calibrate_model(layers, "m", t, 0.5, layer_ids=[5], num_layers=4)

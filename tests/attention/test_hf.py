@@ -108,3 +108,16 @@ def test_short_prompts_and_decode_stay_dense(tiny: transformers.PreTrainedModel)
 def test_wrong_shape_config_is_refused(tiny: transformers.PreTrainedModel) -> None:
     with pytest.raises(ConfigError, match="expected 2 layers of 4 heads"):
         install_sparse_prefill(tiny, SparsePrefill(uniform_config("t", 3, 4, Dense()), min_len=1))
+
+
+def test_head_dims_the_kernels_do_not_take_are_refused_at_install() -> None:
+    from ragline.errors import KernelUnavailable
+
+    cfg = transformers.LlamaConfig(
+        vocab_size=32, hidden_size=64, intermediate_size=32, num_hidden_layers=1,
+        num_attention_heads=2, num_key_value_heads=1, head_dim=32,
+    )  # fmt: skip
+    model = transformers.LlamaForCausalLM(cfg).eval()
+    with pytest.raises(KernelUnavailable, match=r"head dim 32.*method: dense"):
+        install_sparse_prefill(model, SparsePrefill(uniform_config("t", 1, 2, Dense()), min_len=1))
+    assert model.config._attn_implementation != "ragline_sparse"

@@ -89,11 +89,15 @@ def recall_and_tail(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`[P, H]` softmax mass each plan keeps, averaged over all query rows and over the last rows.
 
-    The mass row `i` keeps is `exp(lse_plan_i - lse_dense_i)`: the sparse op's own log-sum-exp
-    over the keys it reads against the dense one, so the recall is exactly that of the kernel's
-    pattern, computed in one launch per plan (the reference ops on a CPU), never as `T x T`.
-    The last rows are where a prompt ends (the question, the generation cue): the first answer
-    token is read from them, so calibration can weight them.
+    On a GPU the mass row `i` keeps is `exp(lse_plan_i - lse_dense_i)`: the sparse op's own
+    log-sum-exp over the keys it reads against the dense one, so the recall is exactly that of
+    the kernel's pattern, in one launch per plan, never as `T x T`. On a CPU the dense softmax
+    of each head is computed once, in row chunks, and every plan's mask (the one its reference
+    op spells out) is summed over it: the same quantity, one matmul per head instead of one per
+    plan, and any head dim (other head dims than the kernels' take this path on a GPU too).
+    The last rows are where a prompt ends
+    (the question, the generation cue): the first answer token is read from them, so
+    calibration can weight them.
 
     Args:
         q: `[1, H, T, D]`; k: `[1, H_kv, T, D]`; plans: `VerticalSlashPlan`/`BlockSparsePlan`s.
@@ -102,8 +106,13 @@ def recall_and_tail(
     import torch
 
     from ragline.kernels import BlockSparsePlan, block_sparse, plan_banded, vertical_slash
+    from ragline.kernels._common import KERNEL_HEAD_DIMS, use_triton
 
     _, h, t, _ = q.shape
+    tail_from = t - min(max(last_rows, 1), t)
+    if not use_triton(q) or q.shape[-1] not in KERNEL_HEAD_DIMS:
+        kept = _kept_mass_by_masks(q, k, plans)  # [P, H, T]
+        return kept.mean(-1), kept[..., tail_from:].mean(-1)
     lens = torch.full((1,), t, dtype=torch.int32, device=q.device)
     dense_plan = plan_banded(0, t, lens, t, torch.arange(h, device=q.device))
     _, lse_dense = vertical_slash(q, k, k, dense_plan)
@@ -111,10 +120,50 @@ def recall_and_tail(
     for plan in plans:
         op = block_sparse if isinstance(plan, BlockSparsePlan) else vertical_slash
         _, lse = op(q, k, k, plan)
-        kept = torch.exp(lse[0] - lse_dense[0]).float()  # [H, T]
-        whole.append(kept.mean(-1).cpu())
-        tail.append(kept[:, t - min(max(last_rows, 1), t) :].mean(-1).cpu())
+        kept_ = torch.exp(lse[0] - lse_dense[0]).float()  # [H, T]
+        whole.append(kept_.mean(-1).cpu())
+        tail.append(kept_[:, tail_from:].mean(-1).cpu())
     return torch.stack(whole), torch.stack(tail)
+
+
+def _kept_mass_by_masks(q: torch.Tensor, k: torch.Tensor, plans: list[Any]) -> torch.Tensor:
+    """`[P, H, T]` dense softmax mass inside each plan's mask, per head and row (batch 1)."""
+    import math
+
+    import torch
+
+    from ragline.kernels import BlockSparsePlan
+    from ragline.kernels.block_sparse import block_sparse_mask
+    from ragline.kernels.vertical_slash import vertical_slash_mask
+
+    _, h, t, d = q.shape
+    group = h // k.shape[1]
+    scale = 1.0 / math.sqrt(d)
+    slots = []
+    for i, plan in enumerate(plans):
+        slot_of = {int(head): s for s, head in enumerate(plan.heads.tolist())}
+        if len(slot_of) != h:
+            raise ValueError(f"recall: plan {i} covers heads {sorted(slot_of)}, expected all {h}")
+        slots.append(slot_of)
+    # Bounds the `[rows, T]` float32 scores and probabilities to ~128 MB each.
+    chunk = max(64, (1 << 25) // max(t, 1))
+    kept = torch.zeros(len(plans), h, t)
+    for head in range(h):
+        kh = k[0, head // group].float()
+        for lo in range(0, t, chunk):
+            hi = min(t, lo + chunk)
+            # keys past the chunk's last row are masked for every row: leave them out
+            scores = (q[0, head, lo:hi].float() @ kh[:hi].T) * scale
+            pos = torch.arange(hi, device=q.device)
+            scores.masked_fill_(pos[None, :] > pos[lo:hi, None], float("-inf"))
+            probs = torch.softmax(scores, dim=-1)
+            for p, plan in enumerate(plans):
+                mask_of = (
+                    block_sparse_mask if isinstance(plan, BlockSparsePlan) else vertical_slash_mask
+                )
+                mask = mask_of(plan, 0, slots[p][head], slice(lo, hi))[:, :hi]
+                kept[p, head, lo:hi] = (probs * mask).sum(-1).cpu()
+    return kept
 
 
 SCALES = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0)
@@ -213,6 +262,9 @@ def calibrate_model(
     *,
     tail_weight: float = 0.0,
     tail_rows: int = 64,
+    layer_ids: list[int] | None = None,
+    num_layers: int | None = None,
+    progress: bool = False,
 ) -> tuple[SparsePrefillConfig, dict[str, Any]]:
     """Per head, the pattern and size that maximise the model's mean recall at mean density <= budget.
 
@@ -228,6 +280,11 @@ def calibrate_model(
 
     Args:
         layers_qk: per sample, per layer `(q [1,H,T,D], k [1,H_kv,T,D])`.
+        layer_ids, num_layers: when `layers_qk` covers only some of the model's layers (the
+            full-attention ones of a model with sliding-window layers), their indices and the
+            model's layer count; the other layers are written as `Dense`, since prefill leaves
+            them to the model's own windowed attention.
+        progress: draw a progress bar over (sample, layer) steps on stderr.
 
     Returns:
         The config and a report: per candidate, mean recall, tail recall and measured density
@@ -237,6 +294,7 @@ def calibrate_model(
 
     from ragline.kernels import plan_banded
     from ragline.kernels.density import plan_density_per_slot
+    from ragline.progress import progress_bar
 
     cands = candidate_grid(seq_len, budget)
     n_layers = len(layers_qk[0])
@@ -244,8 +302,9 @@ def calibrate_model(
         raise ValueError(f"tail_weight must be in [0, 1], got {tail_weight}")
     # per layer [P, H], summed over samples: recall, tail recall, density
     sums: list[list[torch.Tensor]] = [[] for _ in range(n_layers)]
-    for sample in layers_qk:
-        for layer, (q, k) in enumerate(sample):
+    steps = [(layer, q, k) for sample in layers_qk for layer, (q, k) in enumerate(sample)]
+    with progress_bar("measuring recall", total=len(steps), enabled=progress) as advance:
+        for layer, q, k in steps:
             sparse = [c for c in cands if not isinstance(c.pattern, Dense)]
             plans = [_plan(q, k, c.pattern) for c in sparse]
             rec, tail = recall_and_tail(q, k, plans, tail_rows)
@@ -263,6 +322,7 @@ def calibrate_model(
                 if not sums[layer]
                 else [a + b for a, b in zip(sums[layer], stats, strict=True)]
             )
+            advance(1)
     n = len(layers_qk)
     all_rec, all_tail, all_dens = (
         torch.cat([sums[layer][i].T for layer in range(n_layers)]) / n for i in range(3)
@@ -278,6 +338,13 @@ def calibrate_model(
             rec_i = round(float(all_rec[flat, i]), 4)
             row.append(cands[i].pattern.model_copy(update={"recall": rec_i}))
         rows.append(row)
+    if layer_ids is not None:
+        if len(layer_ids) != n_layers or num_layers is None or max(layer_ids) >= num_layers:
+            raise ValueError(
+                f"layer_ids {layer_ids} must name the {n_layers} captured layers of num_layers"
+            )
+        by_id = dict(zip(layer_ids, rows, strict=True))
+        rows = [by_id.get(i, [Dense()] * heads) for i in range(num_layers)]
     config = SparsePrefillConfig(
         model=model_name, layers=rows, budget=budget, samples=n, seq_len=seq_len
     )

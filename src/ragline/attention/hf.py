@@ -86,8 +86,17 @@ def install_sparse_prefill(model: PreTrainedModel, runtime: SparsePrefill) -> No
         >>> cfg = uniform_config("m", 2, 4, DEFAULT_PATTERN)
         >>> install_sparse_prefill(model, SparsePrefill(cfg, min_len=16384))  # doctest: +SKIP
     """
+    from ragline.errors import KernelUnavailable
+    from ragline.kernels._common import KERNEL_HEAD_DIMS
+
     cfg = model.config
     runtime.config.check_shape(cfg.num_hidden_layers, cfg.num_attention_heads)
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    if head_dim not in KERNEL_HEAD_DIMS:
+        raise KernelUnavailable(
+            f"sparse prefill: {runtime.config.model!r} has head dim {head_dim}; the kernels take "
+            f"{', '.join(map(str, KERNEL_HEAD_DIMS))}. Use prefill: {{method: dense}} for it"
+        )
     register()
     for mod in model.modules():
         if isinstance(getattr(mod, "layer_idx", None), int) and hasattr(

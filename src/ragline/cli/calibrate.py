@@ -12,6 +12,7 @@ import typer
 from ragline.cli.app import app
 from ragline.cli.output import print_json
 from ragline.errors import UsageError
+from ragline.progress import notice, progress_bar
 
 __all__ = ["calibrate_cmd", "read_sample_texts"]
 
@@ -126,19 +127,42 @@ def calibrate_cmd(
     token_samples = _token_samples(lm.tokenizer, texts, seq_len, max_samples)
     if not token_samples:
         raise UsageError(f"--samples {samples}: fewer than 256 tokens of text")
+    # Sliding-window layers keep the model's own windowed attention at prefill (the runtime
+    # routes them to SDPA): only full-attention layers are searched.
+    n_layers = lm.model.config.num_hidden_layers
+    kinds = getattr(lm.model.config, "layer_types", None) or ["full_attention"] * n_layers
+    full = [i for i, kind in enumerate(kinds) if kind == "full_attention"]
+    if not full:
+        raise UsageError(f"{model}: no full-attention layers to calibrate (layer_types {kinds})")
+    if len(full) < n_layers:
+        notice(
+            f"calibrating the {len(full)} full-attention layers of {n_layers} ({full}); the "
+            "sliding-window layers keep the model's own window and are written as dense"
+        )
     captured = []
-    for ids in token_samples:
-        x = torch.tensor([ids], device=lm.device)
-        # Kept on the model's device and in its dtype: on a GPU the recall runs through the
-        # kernels exactly as prefill will (an 8B model's q/k at 8K take ~2.5 GB per sample in
-        # bf16); the CPU references want float32.
-        qk = capture_queries_keys(lm.model, x)
-        captured.append([(q, k) if q.is_cuda else (q.float(), k.float()) for q, k in qk])
+    with progress_bar("capturing queries and keys", total=len(token_samples)) as advance:
+        for ids in token_samples:
+            x = torch.tensor([ids], device=lm.device)
+            # Kept on the model's device and in its dtype: on a GPU the recall runs through the
+            # kernels exactly as prefill will (an 8B model's q/k at 8K take ~2.5 GB per sample
+            # in bf16); on a CPU recall is computed in float32.
+            qk = capture_queries_keys(lm.model, x)
+            qk = [qk[i] for i in full]
+            captured.append([(q, k) if q.is_cuda else (q.float(), k.float()) for q, k in qk])
+            advance(1)
     length = min(len(s) for s in token_samples)
     captured = [[(q[:, :, :length], k[:, :, :length]) for q, k in s] for s in captured]
     config, report = calibrate_model(
-        captured, name or model, length, budget, tail_weight=tail_weight
+        captured,
+        name or model,
+        length,
+        budget,
+        tail_weight=tail_weight,
+        layer_ids=full,
+        num_layers=n_layers,
+        progress=True,
     )
+    report["calibrated_layers"] = full
     out.parent.mkdir(parents=True, exist_ok=True)
     config.save(out)
     report.update({"out": str(out), "samples": len(token_samples), "seq_len": length})

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = [
+    "KERNEL_HEAD_DIMS",
     "KernelTuning",
     "check_qkv",
     "dot_in_float32",
@@ -21,6 +22,10 @@ __all__ = [
     "run_sparse",
     "use_triton",
 ]
+
+
+KERNEL_HEAD_DIMS = (64, 128)
+"""Head dims the kernels are compiled and tested for."""
 
 
 @dataclass(frozen=True)
@@ -69,8 +74,8 @@ def check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seq_lens: torch
         raise KernelUnavailable(
             f"k, v must be [B={b}, H_kv dividing {h}, T={t}, D={d}]; got {tuple(k.shape)}"
         )
-    if d not in (64, 128):
-        raise KernelUnavailable(f"head dim must be 64 or 128; got {d}")
+    if d not in KERNEL_HEAD_DIMS:
+        raise KernelUnavailable(f"head dim must be one of {KERNEL_HEAD_DIMS}; got {d}")
     if q.dtype not in (torch.bfloat16, torch.float16, torch.float32) or k.dtype != q.dtype:
         raise KernelUnavailable(
             f"dtype must be bf16, fp16 or fp32 for q, k, v; got {q.dtype}, {k.dtype}"
