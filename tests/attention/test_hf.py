@@ -121,3 +121,19 @@ def test_head_dims_the_kernels_do_not_take_are_refused_at_install() -> None:
     with pytest.raises(KernelUnavailable, match=r"head dim 32.*method: dense"):
         install_sparse_prefill(model, SparsePrefill(uniform_config("t", 1, 2, Dense()), min_len=1))
     assert model.config._attn_implementation != "ragline_sparse"
+
+
+def test_windowed_capture_attention_equals_sdpa_with_the_sliding_mask() -> None:
+    from ragline.attention.hf import _windowed_attention
+
+    g = torch.Generator().manual_seed(8)
+    t, window = 403, 64
+    q = torch.randn(1, 4, t, 32, generator=g)
+    k, v = torch.randn(1, 2, t, 32, generator=g), torch.randn(1, 2, t, 32, generator=g)
+    i, j = torch.arange(t)[:, None], torch.arange(t)[None, :]
+    mask = (j <= i) & (j > i - window)
+    want = torch.nn.functional.scaled_dot_product_attention(
+        q, k.repeat_interleave(2, 1), v.repeat_interleave(2, 1), attn_mask=mask, scale=0.3
+    )
+    got = _windowed_attention(q, k, v, window, 0.3)
+    torch.testing.assert_close(got, want.transpose(1, 2), atol=1e-5, rtol=1e-5)

@@ -40,18 +40,24 @@ def read_sample_texts(path: Path) -> list[str]:
 
 
 def _token_samples(tokenizer: Any, texts: list[str], seq_len: int, count: int) -> list[list[int]]:
-    """Consecutive texts joined into samples of `seq_len` tokens (the last may be shorter)."""
+    """Consecutive texts joined into samples of `seq_len` tokens (the last may be shorter).
+
+    Each sample starts with the special tokens the tokenizer opens a prompt with (Gemma's
+    `<bos>`; none for SmolLM2), as prompts do at prefill: the first key is often a head's sink.
+    """
+    opening: list[int] = list(tokenizer("").input_ids)
+    body = max(1, seq_len - len(opening))
     samples: list[list[int]] = []
     current: list[int] = []
     for text in texts:
         current += tokenizer(text + "\n\n", add_special_tokens=False).input_ids
-        while len(current) >= seq_len and len(samples) < count:
-            samples.append(current[:seq_len])
-            current = current[seq_len:]
+        while len(current) >= body and len(samples) < count:
+            samples.append(opening + current[:body])
+            current = current[body:]
         if len(samples) == count:
             return samples
     if len(current) >= 256 and len(samples) < count:
-        samples.append(current)
+        samples.append(opening + current)
     return samples
 
 
