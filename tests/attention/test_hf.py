@@ -137,3 +137,24 @@ def test_windowed_capture_attention_equals_sdpa_with_the_sliding_mask() -> None:
     )
     got = _windowed_attention(q, k, v, window, 0.3)
     torch.testing.assert_close(got, want.transpose(1, 2), atol=1e-5, rtol=1e-5)
+
+
+def test_capture_folds_the_model_scale_into_the_queries(
+    tiny: transformers.PreTrainedModel,
+) -> None:
+    from ragline.attention.hf import capture_queries_keys
+
+    ids = torch.randint(0, 128, (1, 40), generator=torch.Generator().manual_seed(9))
+    plain = capture_queries_keys(tiny, ids)
+    attn = [m for m in tiny.modules() if hasattr(m, "scaling")]
+    saved = [m.scaling for m in attn]
+    try:
+        for m in attn:
+            m.scaling = 0.5  # a model whose logits are q.k / 2, not q.k / 8
+        scaled = capture_queries_keys(tiny, ids)
+    finally:
+        for m, s in zip(attn, saved, strict=True):
+            m.scaling = s
+    q0, q1 = plain[0][0], scaled[0][0]
+    torch.testing.assert_close(q1, q0 * 0.5 * 64**0.5)
+    torch.testing.assert_close(scaled[0][1], plain[0][1])

@@ -95,9 +95,9 @@ def recall_and_tail(
     of each head is computed once, in row chunks, and every plan's mask (the one its reference
     op spells out) is summed over it: the same quantity, one matmul per head instead of one per
     plan, and any head dim (other head dims than the kernels' take this path on a GPU too).
-    The last rows are where a prompt ends
-    (the question, the generation cue): the first answer token is read from them, so
-    calibration can weight them.
+    The last rows are where a prompt ends (the question, the generation cue): the first answer
+    token is read from them, so calibration can weight them. Scores use the scale `1/sqrt(D)`
+    (`capture_queries_keys` folds a model's own scale into its queries).
 
     Args:
         q: `[1, H, T, D]`; k: `[1, H_kv, T, D]`; plans: `VerticalSlashPlan`/`BlockSparsePlan`s.

@@ -134,7 +134,11 @@ def _capture(
 
     sink = getattr(module, _CAPTURE_ATTR, None)
     if sink is not None:
-        sink[module.layer_idx] = (query.detach(), key.detach())
+        # Queries are recorded for the default scale 1/sqrt(D): a model's own (Gemma's
+        # query_pre_attn_scalar) is folded into them, so q.k/sqrt(D) are its attention logits.
+        fold = 1.0 if scaling is None else scaling * query.shape[-1] ** 0.5
+        q = query.detach() if abs(fold - 1.0) < 1e-6 else query.detach() * fold
+        sink[module.layer_idx] = (q, key.detach())
     window = kwargs.get("sliding_window")
     if window and query.shape[2] == key.shape[2] > 2 * window and not kwargs.get("softcap"):
         scale = scaling if scaling is not None else query.shape[-1] ** -0.5
@@ -151,7 +155,7 @@ def _windowed_attention(
     window), `[B, H, T, D]` in, `[B, T, H, D]` out, in chunks of `window` rows."""
     import torch
 
-    b, h, t, d = query.shape
+    b, h, t, _ = query.shape
     group = h // key.shape[1]
     out = torch.empty(b, t, h, value.shape[-1], dtype=query.dtype, device=query.device)
     for lo in range(0, t, window):
@@ -172,7 +176,11 @@ def _windowed_attention(
 def capture_queries_keys(
     model: PreTrainedModel, input_ids: torch.Tensor
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Run a dense forward pass and return each layer's `(q [B,H,T,D], k [B,H_kv,T,D])`."""
+    """Run a dense forward pass and return each layer's `(q [B,H,T,D], k [B,H_kv,T,D])`.
+
+    Queries are scaled so that `q.k / sqrt(D)` are the layer's attention logits whatever scale
+    the model uses.
+    """
     import torch
     from transformers import AttentionInterface
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
