@@ -70,14 +70,18 @@ def pattern_stats(
     per: dict[str, list[tuple[float, float, float]]] = {}
     for layer, (q, k) in enumerate(layers_qk):
         chosen = cfg.layers[layer]
-        for pattern in {p.model_copy(update={"recall": None}) for p in chosen}:
+        patterns = list({p.model_copy(update={"recall": None}) for p in chosen})
+        plans = []
+        for pattern in patterns:
             if isinstance(pattern, Dense):  # every key: all the mass, every causal tile
                 lens = torch.full((1,), q.shape[2], dtype=torch.int32, device=q.device)
                 heads = torch.arange(q.shape[1], device=q.device)
-                plan = plan_banded(0, q.shape[2], lens, q.shape[2], heads)
+                plans.append(plan_banded(0, q.shape[2], lens, q.shape[2], heads))
             else:
-                plan = _plan(q, k, pattern)
-            rec, tail = (x[0] for x in recall_and_tail(q, k, [plan], 64))
+                plans.append(_plan(q, k, pattern))
+        # one call: on a CPU each head's dense softmax is computed once for all the plans
+        recs, tails = recall_and_tail(q, k, plans, 64)
+        for pattern, plan, rec, tail in zip(patterns, plans, recs, tails, strict=True):
             dens = plan_density_per_slot(plan)
             for h, p in enumerate(chosen):
                 if p.model_copy(update={"recall": None}) == pattern:

@@ -31,15 +31,19 @@ from _sparse_cases import (
     banded_case,
     block_sparse_case,
     dense_case,
+    real_indices_case,
     reference_cases,
     sampled_parity,
 )
+from ragline.fsutil import atomic_write_text
 from ragline.kernels import KernelTuning
 from ragline.kernels.density import plan_density as density
 
 H, H_KV, D = 32, 8, 128
 START = time.time()
 KERNEL_KW: dict[str, KernelTuning] = {}
+REAL: dict[int, Case] = {}
+"""Vertical-slash cases on a real model's estimated indices, by the length they were made at."""
 
 
 def log(msg: str) -> None:
@@ -222,6 +226,8 @@ def _kernels_at(n: int, sweep: bool) -> list[dict]:
     cases: list[Case] = reference_cases()
     if n > 262144:  # random q/k make estimated vertical-slash nearly dense: seconds per call here
         cases = [c for c in cases if c.indices != "estimated_random"]
+    if n in REAL:
+        cases.append(REAL[n])
     if sweep:
         cases += [block_sparse_case(400), block_sparse_case(1000), banded_case(1000, 30000),
                   dense_case(n)]  # fmt: skip
@@ -259,11 +265,21 @@ def main() -> None:
     ap.add_argument(
         "--deadline", type=float, default=480.0, help="seconds; later phases are skipped"
     )
+    ap.add_argument(
+        "--real-indices",
+        action="append",
+        default=[],
+        help="vertical-slash indices a real model produced (real_density.py's .json.gz); "
+        "timed at their length when it is among --lengths",
+    )
     ap.add_argument("--out", default="benchmarks/results")
     ap.add_argument("--name", default="")
     args = ap.parse_args()
     ints = lambda s: [int(x) for x in s.split(",") if x]  # noqa: E731
     phases = set(args.phases.split(","))
+    for path in args.real_indices:
+        n, case = real_indices_case(path)
+        REAL[n] = case
     env = environment(packages=("ragline", "torch", "transformers", "triton"))
     device = torch.cuda.get_device_name()
     payload: dict[str, Any] = {"device": device, "date": env["date"], "versions": env["versions"],
@@ -274,7 +290,7 @@ def main() -> None:
     path = out / f"sparse_prefill_{tag}.json"
 
     def save() -> None:
-        path.write_text(json.dumps(payload, indent=1) + "\n")
+        atomic_write_text(path, json.dumps(payload, indent=1) + "\n")
 
     steps: list[tuple[str, Callable[[], Any]]] = [
         ("tune", lambda: tune_all(ints(args.tune_at))),
