@@ -192,7 +192,9 @@ def main() -> None:
         if args.control:
             # Same kernels, every head dense: what the dtype alone costs in top-1 agreement.
             layers = [[Dense()] * len(row) for row in cfg.layers]
-            control = SparsePrefill(cfg.model_copy(update={"layers": layers}), min_len=1)
+            control = SparsePrefill(
+                cfg.model_copy(update={"layers": layers}), min_len=1, dense_above=float("inf")
+            )
             with torch.inference_mode():
                 install_sparse_prefill(model, control)
                 ctl = model(input_ids=doc)

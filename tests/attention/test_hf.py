@@ -69,10 +69,13 @@ def test_dense_equivalent_heads_give_eager_logits(tiny: transformers.PreTrainedM
         VerticalSlash(vertical=T, slash=T),
         BlockSparse(top_k=10),
     ]
-    install_sparse_prefill(
-        tiny, SparsePrefill(SparsePrefillConfig(model="t", layers=[wide] * 2), min_len=1)
+    # every head through the kernels, even those too dense to pay off (the guard is off)
+    runtime = SparsePrefill(
+        SparsePrefillConfig(model="t", layers=[wide] * 2), min_len=1, dense_above=float("inf")
     )
+    install_sparse_prefill(tiny, runtime)
     got = _logits(tiny, ids)
+    assert runtime.dense_heads == 0
     assert tiny.config._attn_implementation == "ragline_sparse"
     torch.testing.assert_close(got, want, atol=2e-5, rtol=1e-4)
 
@@ -82,9 +85,10 @@ def test_real_patterns_kernel_path_equals_reference_path(
 ) -> None:
     ids = torch.randint(0, 128, (1, T), generator=torch.Generator().manual_seed(2))
     dense = _eager(tiny, ids)
-    install_sparse_prefill(
-        tiny, SparsePrefill(SparsePrefillConfig(model="t", layers=MIXED), min_len=1)
+    runtime = SparsePrefill(
+        SparsePrefillConfig(model="t", layers=MIXED), min_len=1, dense_above=float("inf")
     )
+    install_sparse_prefill(tiny, runtime)
     kernel = _logits(tiny, ids)
     monkeypatch.setenv("TRITON_INTERPRET", "0")  # same patterns through the mask references
     reference = _logits(tiny, ids)
@@ -158,3 +162,26 @@ def test_capture_folds_the_model_scale_into_the_queries(
     q0, q1 = plain[0][0], scaled[0][0]
     torch.testing.assert_close(q1, q0 * 0.5 * 64**0.5)
     torch.testing.assert_close(scaled[0][1], plain[0][1])
+
+
+def test_vertical_slash_heads_too_dense_to_pay_off_run_dense(
+    tiny: transformers.PreTrainedModel,
+) -> None:
+    ids = torch.randint(0, 128, (1, T), generator=torch.Generator().manual_seed(10))
+    want = _eager(tiny, ids)
+    # Random weights scatter the estimated slashes: most tiles end up computed, so at a low
+    # threshold every vertical-slash head goes to SDPA and the logits are the dense ones.
+    layer = [VerticalSlash(vertical=70, slash=90), VerticalSlash(vertical=64, slash=64),
+             AShape(sinks=64, window=64), BlockSparse(top_k=3)]  # fmt: skip
+    cfg = SparsePrefillConfig(model="t", layers=[layer] * 2)
+    strict = SparsePrefill(cfg, min_len=1, dense_above=0.0)
+    install_sparse_prefill(tiny, strict)
+    got = _logits(tiny, ids)
+    assert strict.dense_heads == 2 * 3  # the three vertical-slash-kernel heads of both layers
+    lax = SparsePrefill(cfg, min_len=1, dense_above=float("inf"))
+    install_sparse_prefill(tiny, lax)
+    sparse = _logits(tiny, ids)
+    assert lax.dense_heads == 0
+    uninstall_sparse_prefill(tiny)
+    # block-sparse heads still drop keys, so neither equals eager; the strict run is closer
+    assert (got - want).abs().max() < (sparse - want).abs().max()

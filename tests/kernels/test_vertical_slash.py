@@ -154,3 +154,37 @@ def test_banded_kernel_matches_reference(sinks: int, window: int, t: int, h_kv: 
     assert (out[:, 0] == 7.0).all()
     assert_close(out[:, 1:], ref[:, 1:], seq_lens, f"banded {sinks}/{window} T={t}")
     assert_close(lse[:, 1:, :, None], ref_lse[:, 1:, :, None], seq_lens, "lse")
+
+
+def _tiles_long_way(plan) -> list[float]:  # type: ignore[no-untyped-def]
+    """Per slot (batch 0): prefix, run, column and diagonal tiles counted query block by block."""
+    t, bm, bn = plan.num_tokens, plan.block_m, plan.block_n
+    kb, n_m, nb = bm // bn, -(-t // bm), -(-t // 64)
+    out = []
+    for s in range(plan.heads.numel()):
+        p, tiles = int(plan.prefix[0, s]), 0
+        for m in range(n_m):
+            tiles += min(m * bm, p) // bn
+            for r in range(int(plan.run_count[0, s])):
+                lo = max(p, (m * kb - int(plan.run_hi[0, s, r])) * bn)
+                hi = (m * kb - int(plan.run_lo[0, s, r]) + 1) * bn
+                tiles += max(0, hi - lo) // bn
+            tiles += -(-int(plan.column_count[0, s, m]) // bn)
+            tiles += -(-min(t - m * bm, bm) // bn)
+        out.append(tiles * (bm // 64) * (bn // 64) / (nb * (nb + 1) // 2))
+    return out
+
+
+@pytest.mark.parametrize("t", [300, 1000, 2049])
+def test_tile_density_on_the_device_counts_what_the_kernel_computes(t: int) -> None:
+    from ragline.kernels.density import vertical_slash_tile_density
+
+    g = torch.Generator().manual_seed(t)
+    vert = torch.randint(-1, t, (1, 3, 80), generator=g)
+    vert[0, 1, :70] = torch.arange(70)  # leading columns: a prefix the runs must not recount
+    vert[0, 2, :40] = torch.arange(64, 104)  # columns past the first block: gathered, no prefix
+    slash = torch.randint(-1, t, (1, 3, 30), generator=g)
+    plan = plan_vertical_slash(vert, slash, torch.tensor([t]), t)
+    assert int(plan.prefix[0, 1]) == 64
+    got = vertical_slash_tile_density(plan)[0].tolist()
+    assert got == pytest.approx(_tiles_long_way(plan), abs=1e-12)

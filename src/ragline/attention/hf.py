@@ -60,7 +60,9 @@ def _attention(
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
     runtime.sparse_calls += 1
     lp = runtime.layer(layer, query.device)
-    out = sparse_prefill_layer(query, key, value, lp, scale)
+    out = sparse_prefill_layer(
+        query, key, value, lp, scale, dense_above=runtime.dense_above, runtime=runtime
+    )
     return out.transpose(1, 2).contiguous(), None
 
 

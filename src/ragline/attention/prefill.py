@@ -17,6 +17,7 @@ from ragline.attention.config import (
     shipped_config,
     uniform_config,
 )
+from ragline.attention.sparse import DENSE_ABOVE
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -62,6 +63,9 @@ class PrefillConfig(BaseModel):
     min_len: int | None = Field(default=None, ge=1)
     """Shortest prompt that prefills sparsely; default: the measured switch-over of the patterns
     in use (`SWITCH_OVER_TOKENS`)."""
+    dense_above: float = Field(default=DENSE_ABOVE, gt=0.0)
+    """Vertical-slash heads whose plan for a prompt computes more than this share of the causal
+    tiles run dense SDPA instead (estimated indices can scatter that far on real prompts)."""
 
 
 def resolve_patterns(
@@ -102,5 +106,7 @@ def install_prefill(model: PreTrainedModel, model_name: str, prefill: PrefillCon
     if patterns is None:
         return False
     min_len = prefill.min_len or switch_over(patterns)
-    install_sparse_prefill(model, SparsePrefill(patterns, min_len=min_len))
+    install_sparse_prefill(
+        model, SparsePrefill(patterns, min_len=min_len, dense_above=prefill.dense_above)
+    )
     return True

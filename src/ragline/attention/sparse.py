@@ -10,12 +10,16 @@ from ragline.attention.config import AShape, BlockSparse, Dense, SparsePrefillCo
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["FORCED", "LayerPatterns", "SparsePrefill", "sparse_prefill_layer"]
+__all__ = ["DENSE_ABOVE", "FORCED", "LayerPatterns", "SparsePrefill", "sparse_prefill_layer"]
 
 #: Columns and diagonals every estimated vertical-slash head keeps (sinks, local band).
 FORCED = 64
 #: Key blocks of 64 inside one query block of 128: always computed, counted in `top_k`.
 _DIAGONAL_BLOCKS = 2
+#: Tile density above which a vertical-slash head runs dense SDPA: the kernels compute their
+#: tiles at 0.71-0.88 of cuDNN's rate (H100/H200, Llama-3-8B shape, 32K-128K), so past about
+#: 0.7 of the tiles the sparse kernel is the slower way to the same attention.
+DENSE_ABOVE = 0.7
 
 
 @dataclass(frozen=True)
@@ -78,11 +82,17 @@ def _layer(patterns: list, device: torch.device) -> LayerPatterns:
 class SparsePrefill:
     """A model's sparse-prefill runtime: patterns per layer, and the length it switches on at."""
 
-    def __init__(self, config: SparsePrefillConfig, *, min_len: int) -> None:
+    def __init__(
+        self, config: SparsePrefillConfig, *, min_len: int, dense_above: float = DENSE_ABOVE
+    ) -> None:
         self.config = config
         self.min_len = min_len
+        self.dense_above = dense_above
+        """Tile density past which an estimated vertical-slash head runs dense instead."""
         self.sparse_calls = 0
         """Layer calls that took the sparse path (the rest went to dense SDPA)."""
+        self.dense_heads = 0
+        """Heads of sparse-path calls whose plan was too dense to pay off and ran dense SDPA."""
         self._layers: dict[tuple[int, str], LayerPatterns] = {}
 
     def layer(self, idx: int, device: torch.device) -> LayerPatterns:
@@ -127,17 +137,40 @@ def _vs_indices(
     return _budgeted(vertical, lp.vs_vertical), _budgeted(slash, lp.vs_slash)
 
 
+def _dense_heads(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    heads: torch.Tensor,
+    kv_index: torch.Tensor,
+    scale: float,
+) -> torch.Tensor:
+    """Causal SDPA of query heads `heads` (their key/value heads gathered): `[B, len(heads), T, D]`."""
+    import torch
+
+    kv = kv_index[heads]
+    return torch.nn.functional.scaled_dot_product_attention(
+        q.index_select(1, heads), k.index_select(1, kv), v.index_select(1, kv),
+        is_causal=True, scale=scale,
+    )  # fmt: skip
+
+
 def sparse_prefill_layer(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
     lp: LayerPatterns,
     scale: float,
+    *,
+    dense_above: float = DENSE_ABOVE,
+    runtime: SparsePrefill | None = None,
 ) -> torch.Tensor:
     """Causal prefill attention of one layer with each head on its pattern: `[B, H, T, D]`.
 
     Args:
         q: `[B, H, T, D]`; k, v: `[B, H_kv, T, D]` (GQA read in place); no padding.
+        dense_above: vertical-slash-kernel heads whose plan would compute more than this share
+            of the causal tiles run dense SDPA instead (counted in `runtime.dense_heads`).
     """
     import torch
 
@@ -149,6 +182,7 @@ def sparse_prefill_layer(
         plan_vertical_slash,
         vertical_slash,
     )
+    from ragline.kernels.density import vertical_slash_tile_density
 
     b, h, t, _ = q.shape
     kv_index = torch.arange(h, device=q.device) // (h // k.shape[1])
@@ -161,7 +195,20 @@ def sparse_prefill_layer(
     elif lp.vs_heads.numel():
         vertical, slash = _vs_indices(q, k, lp, kv_index)
         vs_plan = plan_vertical_slash(vertical, slash, seq_lens, t, heads=lp.vs_heads)
-        vertical_slash(q, k, v, vs_plan, scale=scale, out=out)
+        # Estimated indices can scatter into nearly every tile (real queries and keys at 32K
+        # gave density 0.85 for 1000/6096): there dense SDPA is faster than the sparse kernel.
+        dense = vertical_slash_tile_density(vs_plan).amax(0) > dense_above
+        if bool(dense.any()):  # one host sync per layer, at prompts of 16K tokens and more
+            heads = lp.vs_heads[dense]
+            out[:, heads] = _dense_heads(q, k, v, heads, kv_index, scale)
+            keep = ~dense
+            if runtime is not None:
+                runtime.dense_heads += int(heads.numel())
+            vs_plan = plan_vertical_slash(
+                vertical[:, keep], slash[:, keep], seq_lens, t, heads=lp.vs_heads[keep]
+            )
+        if vs_plan.heads.numel():
+            vertical_slash(q, k, v, vs_plan, scale=scale, out=out)
     if lp.bs_heads.numel():
         idx = block_sparse_indices(
             q.index_select(1, lp.bs_heads), k, lp.max_top_k, kv_index=kv_index[lp.bs_heads],

@@ -8,9 +8,11 @@ from ragline.kernels.block_sparse.plan import BlockSparsePlan
 from ragline.kernels.vertical_slash.plan import BandedPlan
 
 if TYPE_CHECKING:
+    import torch
+
     from ragline.kernels.vertical_slash.plan import VerticalSlashPlan
 
-__all__ = ["plan_density", "plan_density_per_slot"]
+__all__ = ["plan_density", "plan_density_per_slot", "vertical_slash_tile_density"]
 
 
 def plan_density(plan: VerticalSlashPlan | BandedPlan | BlockSparsePlan) -> float:
@@ -28,30 +30,38 @@ def plan_density_per_slot(plan: VerticalSlashPlan | BandedPlan | BlockSparsePlan
 
     if isinstance(plan, BandedPlan):
         plan = plan.expand()
+    if not isinstance(plan, BlockSparsePlan):
+        return vertical_slash_tile_density(plan).mean(0).tolist()
+    t, bm, bn = plan.num_tokens, plan.block_m, plan.block_n
+    m = torch.arange(-(-t // bm), device=plan.seq_lens.device)
+    diag = int((((t - m * bm).clamp(max=bm) + bn - 1) // bn).sum())  # key tiles of diagonals
+    tiles = plan.block_count.long().sum(-1).cpu() + diag
+    nb = -(-t // 64)
+    return (tiles.double().mean(0) * ((bm // 64) * (bn // 64)) / (nb * (nb + 1) // 2)).tolist()
+
+
+def vertical_slash_tile_density(plan: VerticalSlashPlan) -> torch.Tensor:
+    """`[B, S]` `plan_density` per sequence and slot, computed on the plan's device, no host sync.
+
+    Query block `m` reads key block `m * block_m / block_n - e` for each covered offset `e`
+    when it lies at or past the prefix, every prefix block left of its diagonal, its gathered
+    columns in tiles of `block_n`, and its diagonal: the tiles the kernel computes.
+    """
+    import torch
+
     t, bm, bn = plan.num_tokens, plan.block_m, plan.block_n
     kb = bm // bn
+    dev = plan.cover.device
     n_m = -(-t // bm)
-    m = torch.arange(n_m, device=plan.seq_lens.device)
-    diag = int((((t - m * bm).clamp(max=bm) + bn - 1) // bn).sum())  # key tiles of diagonals
-    units_per_tile = (bm // 64) * (bn // 64)
-    n_b, n_s = plan.seq_lens.numel(), plan.heads.numel()
-    tiles = torch.zeros(n_b, n_s, dtype=torch.long)
-    if isinstance(plan, BlockSparsePlan):
-        tiles += plan.block_count.long().sum(-1).cpu() + diag
-    else:
-        for b in range(n_b):
-            for s in range(n_s):
-                p = int(plan.prefix[b, s])
-                count = (torch.minimum(m * bm, torch.tensor(p)) // bn).sum()
-                r = int(plan.run_count[b, s])
-                lo_e, hi_e = plan.run_lo[b, s, :r].long(), plan.run_hi[b, s, :r].long()
-                for chunk in range(0, n_m, 1024):
-                    mm = m[chunk : chunk + 1024, None] * kb
-                    lo = torch.clamp((mm - hi_e) * bn, min=p)
-                    hi = (mm - lo_e + 1) * bn
-                    count += ((hi - lo).clamp(min=0) // bn).sum()
-                count += ((plan.column_count[b, s].long() + bn - 1) // bn).sum()
-                tiles[b, s] = int(count) + diag
+    m = torch.arange(n_m, device=dev)
+    e = torch.arange(plan.cover.shape[-1], device=dev)
+    pb = (plan.prefix.long() // bn)[..., None]  # prefix in key blocks, [B, S, 1]
+    # query blocks with key block m*kb - e >= pb: m >= ceil((e + pb) / kb)
+    rows = (n_m - (e + pb + kb - 1).div(kb, rounding_mode="floor")).clamp(min=0)
+    runs = (plan.cover.long() * rows).sum(-1)
+    prefix = torch.minimum(m * bm, plan.prefix.long()[..., None]).div(bn, rounding_mode="floor")
+    columns = (plan.column_count.long() + bn - 1).div(bn, rounding_mode="floor").sum(-1)
+    diag = ((t - m * bm).clamp(max=bm) + bn - 1).div(bn, rounding_mode="floor").sum()
     nb = -(-t // 64)
-    dense = nb * (nb + 1) // 2
-    return (tiles.double().mean(0) * units_per_tile / dense).tolist()
+    tiles = runs + prefix.sum(-1) + columns + diag
+    return tiles.double() * ((bm // 64) * (bn // 64)) / (nb * (nb + 1) // 2)
