@@ -33,6 +33,7 @@ from ragline.attention.calibrate import _plan, calibrate_model, recall_and_tail
 from ragline.attention.config import AShape, BlockSparse, HeadPattern, VerticalSlash
 from ragline.attention.hf import capture_queries_keys
 from ragline.attention.patterns import vertical_slash_indices
+from ragline.cli.calibrate import opening_tokens
 from ragline.fsutil import atomic_write_text
 from ragline.kernels.density import plan_density_per_slot
 from ragline.models.loader import load_causal_lm
@@ -99,7 +100,7 @@ def main() -> None:
     kinds = getattr(cfg, "layer_types", None) or ["full_attention"] * cfg.num_hidden_layers
     full = [i for i, kind in enumerate(kinds) if kind == "full_attention"]
     # as prompts are prefilled: with the special tokens the tokenizer opens one with (<bos>)
-    opening = torch.tensor([lm.tokenizer("").input_ids], dtype=torch.long)
+    opening = torch.tensor([opening_tokens(lm.tokenizer)], dtype=torch.long)
     (doc,) = long_documents(lm.tokenizer, 1, args.seq_len - opening.shape[1])
     doc = torch.cat([opening, doc], 1)
     log(f"{name}: capturing layers {full} of {len(kinds)} at {doc.shape[1]} tokens")
@@ -145,9 +146,12 @@ def main() -> None:
     payload = {"model": name, "seq_len": t, "layers": full, "vertical": vs.vertical,
                "slash": vs.slash, "heads": estimated}  # fmt: skip
     tmp = indices_path.with_suffix(".tmp")
-    with gzip.open(tmp, "wt") as fh:
-        json.dump(payload, fh)
-    tmp.replace(indices_path)
+    try:
+        with gzip.open(tmp, "wt") as fh:
+            json.dump(payload, fh)
+        tmp.replace(indices_path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
     out = RESULTS / f"real_density_{tag}.json"
     result = {

@@ -152,7 +152,8 @@ def test_mask_path_equals_the_kernels_lse_path(monkeypatch: pytest.MonkeyPatch) 
     t = 461  # odd: a short last query block and a row chunk that ends mid-block
     q, k = torch.randn(1, 4, t, 64, generator=g), torch.randn(1, 2, t, 64, generator=g)
     plans = [_plan(q, k, p) for p in (AShape(sinks=64, window=90), VerticalSlash(vertical=40, slash=70), BlockSparse(top_k=4))]  # fmt: skip
-    by_kernel = recall_and_tail(q, k, plans, 33)  # the interpreter runs the kernels here
+    monkeypatch.setenv("TRITON_INTERPRET", "1")  # the kernels, through the interpreter
+    by_kernel = recall_and_tail(q, k, plans, 33)
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     by_masks = recall_and_tail(q, k, plans, 33)
     for a, b in zip(by_kernel, by_masks, strict=True):
@@ -178,9 +179,16 @@ def test_layers_left_out_of_calibration_are_written_dense() -> None:
     g = torch.Generator().manual_seed(7)
     t = 512
     layers = [[(torch.randn(1, 2, t, 64, generator=g), torch.randn(1, 1, t, 64, generator=g))]]
-    config, _ = calibrate_model(layers, "m", t, 0.5, layer_ids=[2], num_layers=4)
+    config, report = calibrate_model(layers, "m", t, 0.5, layer_ids=[2], num_layers=4)
+    assert sum(report["chosen_patterns"].values()) == 2  # the calibrated layer's heads only
     config.check_shape(4, 2)
     assert all(isinstance(p, Dense) for i in (0, 1, 3) for p in config.layers[i])
     assert all(p.recall is not None for p in config.layers[2])
+    for bad in ([5], [-1]):
+        with pytest.raises(ValueError, match="layer_ids"):
+            calibrate_model(layers, "m", t, 0.5, layer_ids=bad, num_layers=4)
     with pytest.raises(ValueError, match="layer_ids"):
-        calibrate_model(layers, "m", t, 0.5, layer_ids=[5], num_layers=4)
+        calibrate_model(layers * 1, "m", t, 0.5, layer_ids=[2])
+    two = [[layers[0][0], layers[0][0]]]
+    with pytest.raises(ValueError, match="each once"):
+        calibrate_model(two, "m", t, 0.5, layer_ids=[1, 1], num_layers=4)

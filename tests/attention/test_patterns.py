@@ -110,3 +110,15 @@ def test_large_block_bias_is_not_cached(monkeypatch: pytest.MonkeyPatch) -> None
     rebuilt = block_sparse_scores(q, k)
     assert patterns._cached_left_bias.cache_info().currsize == 0
     assert torch.equal(cached, rebuilt)
+
+
+def test_vertical_slash_scores_at_a_model_scale_equal_scaled_queries() -> None:
+    from ragline.attention.patterns import vertical_slash_scores
+
+    g = torch.Generator().manual_seed(12)
+    q, k = torch.randn(1, 4, 200, 64, generator=g), torch.randn(1, 2, 200, 64, generator=g)
+    got = vertical_slash_scores(q, k, 200, scale=0.3)
+    want = vertical_slash_scores(q * 0.3 * 64**0.5, k, 200)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(got[0], vertical_slash_scores(q, k, 200)[0], atol=1e-3)

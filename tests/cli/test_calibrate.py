@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from ragline.attention.config import load_pattern_config
 from ragline.cli import main
@@ -70,3 +71,26 @@ def test_calibrate_rejects_bad_samples(tiny_lm_dir: Path, tmp_path: Path, capsys
     )
     assert code == 2
     assert 'expected an object with a "text" string' in capsys.readouterr().err
+
+
+class _Tok:
+    """A tokenizer stand-in: words become ids 10, 11, ...; special tokens as configured."""
+
+    def __init__(self, bos: list[int], eos: list[int]) -> None:
+        self.bos, self.eos = bos, eos
+
+    def __call__(self, text: str, add_special_tokens: bool = True) -> Any:
+        ids = [10 + i for i, _ in enumerate(text.split())]
+        if add_special_tokens:
+            ids = self.bos + ids + self.eos
+        return type("Enc", (), {"input_ids": ids})()
+
+
+def test_samples_open_with_the_tokens_a_prompt_starts_with_and_nothing_after() -> None:
+    from ragline.cli.calibrate import _token_samples, opening_tokens
+
+    assert opening_tokens(_Tok([], [])) == []
+    assert opening_tokens(_Tok([2], [1])) == [2]  # <bos>, never the <eos> a tokenizer appends
+    samples = _token_samples(_Tok([2], [1]), ["a b c d e f g h"] * 100, 300, 2)
+    assert [len(s) for s in samples] == [300, 300]
+    assert all(s[0] == 2 and s.count(2) == 1 and 1 not in s for s in samples)

@@ -156,20 +156,20 @@ def test_banded_kernel_matches_reference(sinks: int, window: int, t: int, h_kv: 
     assert_close(lse[:, 1:, :, None], ref_lse[:, 1:, :, None], seq_lens, "lse")
 
 
-def _tiles_long_way(plan) -> list[float]:  # type: ignore[no-untyped-def]
-    """Per slot (batch 0): prefix, run, column and diagonal tiles counted query block by block."""
+def _tiles_long_way(plan, b: int) -> list[float]:  # type: ignore[no-untyped-def]
+    """Per slot of sequence `b`: prefix, run, column and diagonal tiles, block by block."""
     t, bm, bn = plan.num_tokens, plan.block_m, plan.block_n
     kb, n_m, nb = bm // bn, -(-t // bm), -(-t // 64)
     out = []
     for s in range(plan.heads.numel()):
-        p, tiles = int(plan.prefix[0, s]), 0
+        p, tiles = int(plan.prefix[b, s]), 0
         for m in range(n_m):
             tiles += min(m * bm, p) // bn
-            for r in range(int(plan.run_count[0, s])):
-                lo = max(p, (m * kb - int(plan.run_hi[0, s, r])) * bn)
-                hi = (m * kb - int(plan.run_lo[0, s, r]) + 1) * bn
+            for r in range(int(plan.run_count[b, s])):
+                lo = max(p, (m * kb - int(plan.run_hi[b, s, r])) * bn)
+                hi = (m * kb - int(plan.run_lo[b, s, r]) + 1) * bn
                 tiles += max(0, hi - lo) // bn
-            tiles += -(-int(plan.column_count[0, s, m]) // bn)
+            tiles += -(-int(plan.column_count[b, s, m]) // bn)
             tiles += -(-min(t - m * bm, bm) // bn)
         out.append(tiles * (bm // 64) * (bn // 64) / (nb * (nb + 1) // 2))
     return out
@@ -180,11 +180,12 @@ def test_tile_density_on_the_device_counts_what_the_kernel_computes(t: int) -> N
     from ragline.kernels.density import vertical_slash_tile_density
 
     g = torch.Generator().manual_seed(t)
-    vert = torch.randint(-1, t, (1, 3, 80), generator=g)
+    vert = torch.randint(-1, t, (2, 3, 80), generator=g)
     vert[0, 1, :70] = torch.arange(70)  # leading columns: a prefix the runs must not recount
     vert[0, 2, :40] = torch.arange(64, 104)  # columns past the first block: gathered, no prefix
-    slash = torch.randint(-1, t, (1, 3, 30), generator=g)
-    plan = plan_vertical_slash(vert, slash, torch.tensor([t]), t)
+    slash = torch.randint(-1, t, (2, 3, 30), generator=g)
+    plan = plan_vertical_slash(vert, slash, torch.tensor([t, t]), t)
     assert int(plan.prefix[0, 1]) == 64
-    got = vertical_slash_tile_density(plan)[0].tolist()
-    assert got == pytest.approx(_tiles_long_way(plan), abs=1e-12)
+    got = vertical_slash_tile_density(plan)
+    for b in range(2):  # each sequence of the batch on its own indices
+        assert got[b].tolist() == pytest.approx(_tiles_long_way(plan, b), abs=1e-12)

@@ -300,6 +300,19 @@ def calibrate_model(
     n_layers = len(layers_qk[0])
     if not 0.0 <= tail_weight <= 1.0:
         raise ValueError(f"tail_weight must be in [0, 1], got {tail_weight}")
+    if (layer_ids is None) != (num_layers is None) or (
+        layer_ids is not None
+        and num_layers is not None
+        and (
+            len(set(layer_ids)) != n_layers
+            or len(layer_ids) != n_layers
+            or not all(0 <= i < num_layers for i in layer_ids)
+        )
+    ):
+        raise ValueError(
+            f"layer_ids {layer_ids} must name the {n_layers} captured layers, each once, "
+            f"among num_layers={num_layers} (give both or neither)"
+        )
     # per layer [P, H], summed over samples: recall, tail recall, density
     sums: list[list[torch.Tensor]] = [[] for _ in range(n_layers)]
     steps = [(layer, q, k) for sample in layers_qk for layer, (q, k) in enumerate(sample)]
@@ -338,11 +351,12 @@ def calibrate_model(
             rec_i = round(float(all_rec[flat, i]), 4)
             row.append(cands[i].pattern.model_copy(update={"recall": rec_i}))
         rows.append(row)
-    if layer_ids is not None:
-        if len(layer_ids) != n_layers or num_layers is None or max(layer_ids) >= num_layers:
-            raise ValueError(
-                f"layer_ids {layer_ids} must name the {n_layers} captured layers of num_layers"
-            )
+    # counted over the calibrated layers only, like `heads_chosen` below
+    chosen_patterns = {
+        name: sum(p.pattern == name for row in rows for p in row)
+        for name in ("a_shape", "vertical_slash", "block_sparse", "dense")
+    }
+    if layer_ids is not None and num_layers is not None:
         by_id = dict(zip(layer_ids, rows, strict=True))
         rows = [by_id.get(i, [Dense()] * heads) for i in range(num_layers)]
     config = SparsePrefillConfig(
@@ -370,9 +384,6 @@ def calibrate_model(
         "chosen_mean_density": float(all_dens[flat_rows, picked].mean()),
         # at short lengths whole diagonal blocks alone can cost more than the budget
         "budget_met": float(all_dens[flat_rows, picked].mean()) <= budget * (1 + 1e-6),
-        "chosen_patterns": {
-            name: sum(p.pattern == name for row in rows for p in row)
-            for name in ("a_shape", "vertical_slash", "block_sparse", "dense")
-        },
+        "chosen_patterns": chosen_patterns,
     }
     return config, report

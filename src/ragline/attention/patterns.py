@@ -62,12 +62,14 @@ def vertical_slash_scores(
     *,
     last_q: int = 64,
     kv_index: torch.Tensor | None = None,
+    scale: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Column and diagonal attention mass of the last `last_q` queries before `seq_len`.
 
     Returns `(vertical [B, H, T], slash [B, H, T])` float32: `vertical[j]` sums the softmax weight
     the last queries give key `j`; `slash[o]` sums the weight at offset `o = query - key`.
-    `kv_index` `[H]` names the key head of each query head (default: consecutive GQA groups).
+    `kv_index` `[H]` names the key head of each query head (default: consecutive GQA groups);
+    `scale` is the model's softmax scale (default `1/sqrt(D)`).
     """
     import torch
 
@@ -84,7 +86,8 @@ def vertical_slash_scores(
         s = q[:, hs, seq_len - n : seq_len].float() @ _kv_for(k, hs, kv_index).float().transpose(
             -1, -2
         )
-        p = torch.softmax((s / math.sqrt(d)).masked_fill(~visible, float("-inf")), -1)
+        s = s * (1.0 / math.sqrt(d) if scale is None else scale)
+        p = torch.softmax(s.masked_fill(~visible, float("-inf")), -1)
         vertical[:, hs] = p.sum(-2)
         # offset o of row i (position seq_len - n + i) is key seq_len - 1 - (o + n - 1 - i): flip the
         # keys about seq_len - 1, pad, and read rows with a stride one short of the row length.

