@@ -19,6 +19,7 @@ __all__ = [
     "ATTENTION_NAME",
     "capture_queries_keys",
     "install_sparse_prefill",
+    "model_head_dim",
     "register",
     "uninstall_sparse_prefill",
 ]
@@ -80,6 +81,13 @@ def register() -> None:
     AttentionMaskInterface.register(ATTENTION_NAME, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
 
 
+def model_head_dim(config: Any) -> int:
+    """A transformers config's attention head dim (`head_dim`, else hidden size / heads)."""
+    return int(
+        getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    )
+
+
 def install_sparse_prefill(model: PreTrainedModel, runtime: SparsePrefill) -> None:
     """Route `model`'s attention through `ragline_sparse` with `runtime`'s per-head patterns.
 
@@ -93,7 +101,7 @@ def install_sparse_prefill(model: PreTrainedModel, runtime: SparsePrefill) -> No
 
     cfg = model.config
     runtime.config.check_shape(cfg.num_hidden_layers, cfg.num_attention_heads)
-    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    head_dim = model_head_dim(cfg)
     if head_dim not in KERNEL_HEAD_DIMS:
         raise KernelUnavailable(
             f"sparse prefill: {runtime.config.model!r} has head dim {head_dim}; the kernels take "

@@ -131,7 +131,7 @@ def calibrate_cmd(
     import torch
 
     from ragline.attention.calibrate import calibrate_model
-    from ragline.attention.hf import capture_queries_keys
+    from ragline.attention.hf import capture_queries_keys, model_head_dim
     from ragline.models.loader import load_causal_lm
 
     texts = read_sample_texts(samples)
@@ -153,8 +153,7 @@ def calibrate_cmd(
         raise UsageError(f"{model}: no full-attention layers to calibrate (layer_types {kinds})")
     from ragline.kernels._common import KERNEL_HEAD_DIMS
 
-    cfg = lm.model.config
-    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    head_dim = model_head_dim(lm.model.config)
     if head_dim not in KERNEL_HEAD_DIMS:
         notice(
             f"{model} has head dim {head_dim}; the sparse kernels take {KERNEL_HEAD_DIMS}, so "
