@@ -51,7 +51,7 @@ def test_mixed_layer_heads_equal_their_calibration_plans() -> None:
         BlockSparse(top_k=5), AShape(sinks=64, window=582), Dense(),
         VerticalSlash(vertical=175, slash=400), BlockSparse(top_k=10),
     ]  # fmt: skip
-    lp = _layer(patterns, torch.device("cpu"))
+    lp = _layer(patterns, torch.device("cpu"), dense_kernel=True)
     # the density guard off: every head on its own pattern, however dense its plan
     got = sparse_prefill_layer(q, k, v, lp, 1 / math.sqrt(d), dense_above=float("inf"))
     lens = torch.tensor([t])
@@ -64,3 +64,44 @@ def test_mixed_layer_heads_equal_their_calibration_plans() -> None:
         ref = block_sparse_ref if isinstance(plan, BlockSparsePlan) else vertical_slash_ref
         want, _ = ref(qh, kh, vh, plan)
         torch.testing.assert_close(got[:, h : h + 1], want, atol=1e-4, rtol=1e-4, msg=str(pattern))
+
+
+@pytest.mark.parametrize("dense_kernel", [False, True])
+def test_configured_dense_heads_take_sdpa_unless_kept_on_the_kernel(dense_kernel: bool) -> None:
+    """A dense head goes to SDPA without a vertical-slash plan; the others keep their kernels.
+
+    Before, a mixed layer built every dense head an all-diagonals plan, only for the density
+    guard to send it to SDPA; that index work is gone, and an A-shape layer whose other heads
+    are dense keeps its banded plan.
+    """
+    t, d = 700, 64
+    g = torch.Generator().manual_seed(12)
+    q = torch.randn(1, 4, t, d, generator=g)
+    k, v = torch.randn(1, 2, t, d, generator=g), torch.randn(1, 2, t, d, generator=g)
+    patterns = [Dense(), AShape(sinks=64, window=200), Dense(), AShape(sinks=64, window=200)]
+    lp = _layer(patterns, torch.device("cpu"), dense_kernel=dense_kernel)
+    if dense_kernel:
+        assert lp.vs_heads.tolist() == [0, 1, 2, 3] and lp.band is None
+    else:
+        assert lp.sdpa_heads.tolist() == [0, 2] and lp.vs_heads.tolist() == [1, 3]
+        assert lp.band == (64, 200)
+    got = sparse_prefill_layer(q, k, v, lp, 1 / math.sqrt(d), dense_above=float("inf"))
+    kv = torch.tensor([0, 0, 1, 1])
+    want = torch.nn.functional.scaled_dot_product_attention(
+        q, k[:, kv], v[:, kv], is_causal=True, scale=1 / math.sqrt(d)
+    )
+    for h in (0, 2):
+        torch.testing.assert_close(got[:, h], want[:, h], atol=1e-4, rtol=1e-4)
+    # the A-shape heads drop the middle keys, so they must differ from dense
+    assert (got[:, 1] - want[:, 1]).abs().max() > 1e-3
+
+
+def test_runtime_keeps_dense_heads_on_the_kernel_only_without_a_guard() -> None:
+    from ragline.attention.config import SparsePrefillConfig
+    from ragline.attention.sparse import SparsePrefill
+
+    cfg = SparsePrefillConfig(model="t", layers=[[Dense(), AShape(sinks=64, window=64)]])
+    cpu = torch.device("cpu")
+    assert SparsePrefill(cfg, min_len=1).layer(0, cpu).sdpa_heads.tolist() == [0]
+    control = SparsePrefill(cfg, min_len=1, dense_above=float("inf")).layer(0, cpu)
+    assert control.sdpa_heads.numel() == 0 and control.vs_heads.tolist() == [0, 1]

@@ -26,12 +26,13 @@ DENSE_ABOVE = 0.7
 class LayerPatterns:
     """One layer's heads grouped by kernel, with per-head budgets (built once per device)."""
 
-    vs_heads: torch.Tensor  # [S1] query heads on the vertical-slash kernel (A-shape, dense, VS)
+    vs_heads: torch.Tensor  # [S1] query heads on the vertical-slash kernel (dense: dense_kernel)
     vs_estimated: torch.Tensor  # [S1] bool: vertical-slash head whose indices are estimated
     vs_vertical: torch.Tensor  # [S1] column budget (A-shape: sinks)
     vs_slash: torch.Tensor  # [S1] diagonal budget (A-shape: window; dense: all)
     bs_heads: torch.Tensor  # [S2] query heads on the block-sparse kernel
     bs_top_k: torch.Tensor  # [S2]
+    sdpa_heads: torch.Tensor  # [S3] query heads configured dense, run by SDPA
     max_vertical: int
     max_slash: int
     any_estimated: bool
@@ -42,14 +43,23 @@ class LayerPatterns:
     """(sinks, window) when every vertical-slash-kernel head is the same A-shape: a banded plan."""
 
 
-def _layer(patterns: list, device: torch.device) -> LayerPatterns:
+def _layer(patterns: list, device: torch.device, *, dense_kernel: bool = False) -> LayerPatterns:
+    """Group a layer's head patterns by kernel.
+
+    Heads configured `Dense` run SDPA, which is faster than any kernel computing every tile;
+    `dense_kernel` puts them on the vertical-slash kernel with every diagonal instead, as a
+    control that measures the kernels alone (`dense_above` infinite).
+    """
     import torch
 
-    vs, est, nv, ns, bs, topk = [], [], [], [], [], []
+    vs, est, nv, ns, bs, topk, sdpa = [], [], [], [], [], [], []
     for h, p in enumerate(patterns):
         if isinstance(p, BlockSparse):
             bs.append(h)
             topk.append(p.top_k)
+            continue
+        if isinstance(p, Dense) and not dense_kernel:
+            sdpa.append(h)
             continue
         vs.append(h)
         est.append(isinstance(p, VerticalSlash))
@@ -67,13 +77,12 @@ def _layer(patterns: list, device: torch.device) -> LayerPatterns:
         return torch.tensor(x, dtype=dtype, device=device)
 
     shapes = {
-        (p.sinks, p.window) if isinstance(p, AShape) else None
-        for p in patterns
-        if not isinstance(p, BlockSparse)
+        (patterns[h].sinks, patterns[h].window) if isinstance(patterns[h], AShape) else None
+        for h in vs
     }
     band = next(iter(shapes)) if len(shapes) == 1 else None
     return LayerPatterns(
-        t(vs), t(est, torch.bool), t(nv), t(ns), t(bs), t(topk),
+        t(vs), t(est, torch.bool), t(nv), t(ns), t(bs), t(topk), t(sdpa),
         max(nv, default=0), max(ns, default=0), any(est), max(topk, default=0),
         len(set(topk)) > 1, band,
     )  # fmt: skip
@@ -98,7 +107,10 @@ class SparsePrefill:
     def layer(self, idx: int, device: torch.device) -> LayerPatterns:
         key = (idx, str(device))
         if key not in self._layers:
-            self._layers[key] = _layer(self.config.layers[idx], device)
+            # A dense head's plan computes every tile: past any `dense_above` below 1 the
+            # guard would send it to SDPA after building its indices, so it goes there directly.
+            dense_kernel = self.dense_above >= 1.0
+            self._layers[key] = _layer(self.config.layers[idx], device, dense_kernel=dense_kernel)
         return self._layers[key]
 
 
@@ -172,7 +184,7 @@ def sparse_prefill_layer(
     Args:
         q: `[B, H, T, D]`; k, v: `[B, H_kv, T, D]` (GQA read in place); no padding.
         dense_above: heads on the vertical-slash kernel with per-prompt indices (estimated
-            vertical-slash, and in mixed layers A-shape and dense) whose plan would compute more
+            vertical-slash, and in mixed layers A-shape) whose plan would compute more
             than this share of the causal tiles run dense SDPA instead; a layer of one A-shape
             (a banded plan, its size fixed by the config) is not checked.
         runtime: counts those heads in `runtime.dense_heads`.
@@ -193,6 +205,8 @@ def sparse_prefill_layer(
     kv_index = torch.arange(h, device=q.device) // (h // k.shape[1])
     seq_lens = torch.full((b,), t, dtype=torch.int32, device=q.device)
     out = torch.empty_like(q)
+    if lp.sdpa_heads.numel():
+        out[:, lp.sdpa_heads] = _dense_heads(q, k, v, lp.sdpa_heads, kv_index, scale)
     if lp.vs_heads.numel() and lp.band is not None:
         # a banded plan holds no index tensors: nothing to cache between layers
         band_plan = plan_banded(*lp.band, seq_lens, t, lp.vs_heads)
