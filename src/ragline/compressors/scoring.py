@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ragline.errors import RaglineError
+from ragline.models.loader import cache_kwarg
 
 if TYPE_CHECKING:
     import torch
@@ -229,7 +230,7 @@ class SurprisalStream:
             out = self.scorer._decoder(
                 input_ids=torch.tensor([list(ids)], device=dev),
                 position_ids=pos,
-                past_key_values=self._cache,
+                **{cache_kwarg(self.scorer._decoder): self._cache},
                 use_cache=True,
             )
         self._next_pos += len(ids)

@@ -12,6 +12,7 @@ from ragline.attention.prefill import PrefillConfig
 from ragline.errors import RaglineError
 from ragline.generators.answer import final_state, finish_answer, prompt_of
 from ragline.generators.detokenize import StreamingDetokenizer
+from ragline.models.loader import cache_kwarg
 from ragline.pipeline.stage import ConfiguredStage, StageConfig
 from ragline.types import Prompt, RunState
 
@@ -91,8 +92,8 @@ def decode_tokens(
     # inference_mode wraps each step, not the whole generator: a consumer may resume it on
     # another thread (Pipeline.astream), where a context entered here would not apply.
     with torch.inference_mode():
-        cache = DynamicCache(config=model.config)
-        out = model(input_ids=input_ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        cache = {cache_kwarg(model): DynamicCache(config=model.config)}
+        out = model(input_ids=input_ids, **cache, use_cache=True, logits_to_keep=1)
         token = _pick_next(out.logits[0, -1], temperature, top_p, generator)
     for _ in range(max_new_tokens):
         if token in stop:
@@ -100,7 +101,7 @@ def decode_tokens(
         yield token
         with torch.inference_mode():
             step = torch.tensor([[token]], device=input_ids.device)
-            out = model(input_ids=step, past_key_values=cache, use_cache=True)
+            out = model(input_ids=step, **cache, use_cache=True)
             token = _pick_next(out.logits[0, -1], temperature, top_p, generator)
 
 

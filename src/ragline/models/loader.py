@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import threading
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LoadedLM",
+    "cache_kwarg",
     "cpu_has_native_bf16",
     "load_causal_lm",
     "load_embedder",
@@ -38,6 +41,20 @@ class LoadedLM:
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
     device: torch.device
+
+
+@cache
+def _cache_kwarg_of(forward: Any) -> str:
+    return "cache" if "cache" in inspect.signature(forward).parameters else "past_key_values"
+
+
+def cache_kwarg(model: Any) -> str:
+    """The keyword a transformers model's `forward` takes its KV cache by, old name or new.
+
+    transformers 5.2x renamed `past_key_values` to `cache` (the old name warns and goes in 5.40);
+    older releases, such as the 5.17 on the lent GPU machines, know only the old one.
+    """
+    return _cache_kwarg_of(type(model).forward)
 
 
 def pick_device(device: str = "auto") -> str:
