@@ -174,3 +174,17 @@ def test_packaged_embedder_puts_paraphrases_closer_than_unrelated_text() -> None
     assert torch.allclose(unit.norm(dim=-1), torch.ones(3), atol=1e-5)
     similar, unrelated = float(unit[0] @ unit[1]), float(unit[0] @ unit[2])
     assert similar > unrelated + 0.3
+
+
+def test_cache_kwarg_follows_the_forward_signature() -> None:
+    """The KV cache keyword is whichever the model's forward takes: `cache` (new) or the old one."""
+    from ragline.models.loader import cache_kwarg
+
+    class New:
+        def forward(self, input_ids: object = None, cache: object = None) -> None: ...
+
+    class Old:
+        def forward(self, input_ids: object = None, past_key_values: object = None) -> None: ...
+
+    assert cache_kwarg(New()) == "cache"
+    assert cache_kwarg(Old()) == "past_key_values"
