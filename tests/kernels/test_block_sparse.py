@@ -15,6 +15,7 @@ CASES = [
     (500, 128, 8, 1, torch.bfloat16, "random"),
     (500, 64, 4, 1, torch.float16, "empty"),
     (500, 64, 8, 2, torch.bfloat16, "full"),
+    (301, 256, 4, 1, torch.bfloat16, "random"),  # Gemma 3's head dim and GQA
 ]
 
 

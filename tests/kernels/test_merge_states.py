@@ -16,7 +16,7 @@ def _partial(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.T
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-@pytest.mark.parametrize("d", [64, 128])
+@pytest.mark.parametrize("d", [64, 128, 256])
 def test_merge_equals_full_attention(dtype: torch.dtype, d: int) -> None:
     g = torch.Generator().manual_seed(d)
     q, k, v = (torch.randn(2, 3, 63, d, generator=g).to(dtype) for _ in range(3))

@@ -74,3 +74,18 @@ def test_key_layout_past_int32_offsets_is_refused() -> None:
     q = torch.empty(1, 16, 2**21, 64, dtype=torch.bfloat16, device="meta")
     with pytest.raises(KernelUnavailable, match="2\\^31"):
         check_qkv(q, k, k, torch.tensor([2**21]))
+
+
+def test_kernel_refusal_names_what_does_not_fit() -> None:
+    """Head dims outside the kernels are refused; float32 at 256 only on a GPU (shared memory)."""
+    from ragline.kernels._common import kernel_refusal
+
+    assert kernel_refusal(96, torch.bfloat16, on_gpu=True) == (
+        "head dim must be one of (64, 128, 256); got 96"
+    )
+    for d in (64, 128, 256):
+        assert kernel_refusal(d, torch.bfloat16, on_gpu=True) is None
+        assert kernel_refusal(d, torch.float32, on_gpu=False) is None
+    why = kernel_refusal(256, torch.float32, on_gpu=True)
+    assert why is not None and "shared memory" in why
+    assert kernel_refusal(128, torch.float32, on_gpu=True) is None

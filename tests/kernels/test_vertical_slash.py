@@ -9,7 +9,7 @@ from ragline.kernels import plan_vertical_slash, vertical_slash, vertical_slash_
 from ragline.kernels.vertical_slash import vertical_slash_mask
 from tests.kernels._util import assert_close, qkv
 
-# (T, D, H, H_kv, dtype, sparsity): odd lengths, both head dims, GQA 1/4/8, empty/full/random
+# (T, D, H, H_kv, dtype, sparsity): odd lengths, every head dim, GQA 1/4/8, empty/full/random
 CASES = [
     (1, 64, 2, 2, torch.bfloat16, "random"),
     (63, 128, 4, 1, torch.float16, "random"),
@@ -17,6 +17,7 @@ CASES = [
     (500, 128, 4, 4, torch.float16, "empty"),
     (500, 64, 4, 1, torch.float16, "full"),
     (300, 128, 8, 2, torch.bfloat16, "banded"),
+    (333, 256, 4, 1, torch.float16, "random"),  # Gemma 3's head dim and GQA
 ]
 
 

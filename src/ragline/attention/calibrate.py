@@ -94,7 +94,7 @@ def recall_and_tail(
     the kernel's pattern, in one launch per plan, never as `T x T`. On a CPU the dense softmax
     of each head is computed once, in row chunks, and every plan's mask (the one its reference
     op spells out) is summed over it: the same quantity, one matmul per head instead of one per
-    plan, and any head dim (other head dims than the kernels' take this path on a GPU too).
+    plan, and any head dim (inputs the kernels refuse take this path on a GPU too).
     The last rows are where a prompt ends (the question, the generation cue): the first answer
     token is read from them, so calibration can weight them. Scores use the scale `1/sqrt(D)`
     (`capture_queries_keys` folds a model's own scale into its queries).
@@ -106,11 +106,11 @@ def recall_and_tail(
     import torch
 
     from ragline.kernels import BlockSparsePlan, block_sparse, plan_banded, vertical_slash
-    from ragline.kernels._common import KERNEL_HEAD_DIMS, use_triton
+    from ragline.kernels._common import kernel_refusal, use_triton
 
     _, h, t, _ = q.shape
     tail_from = t - min(max(last_rows, 1), t)
-    if not use_triton(q) or q.shape[-1] not in KERNEL_HEAD_DIMS:
+    if not use_triton(q) or kernel_refusal(q.shape[-1], q.dtype, q.is_cuda) is not None:
         kept = _kept_mass_by_masks(q, k, plans)  # [P, H, T]
         return kept.mean(-1), kept[..., tail_from:].mean(-1)
     lens = torch.full((1,), t, dtype=torch.int32, device=q.device)

@@ -97,15 +97,17 @@ def install_sparse_prefill(model: PreTrainedModel, runtime: SparsePrefill) -> No
         >>> install_sparse_prefill(model, SparsePrefill(cfg, min_len=16384))  # doctest: +SKIP
     """
     from ragline.errors import KernelUnavailable
-    from ragline.kernels._common import KERNEL_HEAD_DIMS
+    from ragline.kernels._common import kernel_refusal
 
     cfg = model.config
     runtime.config.check_shape(cfg.num_hidden_layers, cfg.num_attention_heads)
     head_dim = model_head_dim(cfg)
-    if head_dim not in KERNEL_HEAD_DIMS:
+    weight = next(model.parameters())
+    why = kernel_refusal(head_dim, weight.dtype, weight.is_cuda)
+    if why is not None:
         raise KernelUnavailable(
-            f"sparse prefill: {runtime.config.model!r} has head dim {head_dim}; the kernels take "
-            f"{', '.join(map(str, KERNEL_HEAD_DIMS))}. Use prefill: {{method: dense}} for it"
+            f"sparse prefill cannot run {runtime.config.model!r} ({weight.dtype}, head dim "
+            f"{head_dim}): {why}. Use prefill: {{method: dense}} for it"
         )
     register()
     for mod in model.modules():

@@ -151,14 +151,12 @@ def calibrate_cmd(
     full = [i for i, kind in enumerate(kinds) if kind == "full_attention"]
     if not full:
         raise UsageError(f"{model}: no full-attention layers to calibrate (layer_types {kinds})")
-    from ragline.kernels._common import KERNEL_HEAD_DIMS
+    from ragline.kernels._common import kernel_refusal
 
-    head_dim = model_head_dim(lm.model.config)
-    if head_dim not in KERNEL_HEAD_DIMS:
-        notice(
-            f"{model} has head dim {head_dim}; the sparse kernels take {KERNEL_HEAD_DIMS}, so "
-            "this config can be measured (recall, density) but not run"
-        )
+    # the head dim decides; the generator runs the kernels in bf16 on a GPU
+    why = kernel_refusal(model_head_dim(lm.model.config), torch.bfloat16, on_gpu=True)
+    if why is not None:
+        notice(f"{model}: {why}; this config can be measured (recall, density) but not run")
     if len(full) < n_layers:
         notice(
             f"calibrating the {len(full)} full-attention layers of {n_layers} ({full}); the "

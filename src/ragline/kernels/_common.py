@@ -19,13 +19,27 @@ __all__ = [
     "check_qkv",
     "dot_in_float32",
     "import_triton",
+    "kernel_refusal",
     "run_sparse",
     "use_triton",
 ]
 
 
-KERNEL_HEAD_DIMS = (64, 128)
+KERNEL_HEAD_DIMS = (64, 128, 256)
 """Head dims the kernels are compiled and tested for."""
+
+
+def kernel_refusal(head_dim: int, dtype: torch.dtype, on_gpu: bool) -> str | None:
+    """Why the kernels cannot take `[..., head_dim]` inputs of `dtype`, or None when they can."""
+    import torch
+
+    if head_dim not in KERNEL_HEAD_DIMS:
+        return f"head dim must be one of {KERNEL_HEAD_DIMS}; got {head_dim}"
+    if on_gpu and head_dim == 256 and dtype == torch.float32:
+        # a 128 x 256 float32 query tile alone is 128 KB; with key/value tiles it passes the
+        # 227 KB of shared memory a Hopper SM has
+        return "float32 tiles of head dim 256 do not fit a GPU's shared memory; use bf16 or fp16"
+    return None
 
 
 @dataclass(frozen=True)
@@ -33,9 +47,11 @@ class KernelTuning:
     """Launch choices of the sparse kernels that do not change results (benchmarks sweep them).
 
     Attributes:
-        num_warps: warps per program (default 8 for head dim 128, else 4).
-        num_stages: software-pipelining depth of the key loops.
-        wide: step through key ranges and listed blocks two blocks (128 keys) at a time.
+        num_warps: warps per program (default 4 for head dim 64, else 8).
+        num_stages: software-pipelining depth of the key loops (at most 2 where `wide` is off
+            for tile size).
+        wide: step through key ranges and listed blocks two blocks (128 keys) at a time
+            (not on a GPU in float32 or at head dim 256, whose tiles would pass shared memory).
         lazy: rescale the running output only when a row's maximum grows by more than 2^8.
     """
 
@@ -74,12 +90,12 @@ def check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seq_lens: torch
         raise KernelUnavailable(
             f"k, v must be [B={b}, H_kv dividing {h}, T={t}, D={d}]; got {tuple(k.shape)}"
         )
-    if d not in KERNEL_HEAD_DIMS:
-        raise KernelUnavailable(f"head dim must be one of {KERNEL_HEAD_DIMS}; got {d}")
     if q.dtype not in (torch.bfloat16, torch.float16, torch.float32) or k.dtype != q.dtype:
         raise KernelUnavailable(
             f"dtype must be bf16, fp16 or fp32 for q, k, v; got {q.dtype}, {k.dtype}"
         )
+    if (why := kernel_refusal(d, q.dtype, q.is_cuda)) is not None:
+        raise KernelUnavailable(why)
     if q.stride(-1) != 1 or k.stride(-1) != 1 or v.stride(-1) != 1:
         raise KernelUnavailable("the last dimension of q, k and v must be contiguous")
     # key offsets within a head stay int32 in the inner loops (int64 bases and query rows)
@@ -140,12 +156,13 @@ def run_sparse(
     lse = torch.empty((b, h, t), dtype=torch.float32, device=q.device) if lse is None else lse
     tuning = tuning or KernelTuning()
     stages, wide = tuning.num_stages, tuning.wide
-    if q.is_cuda and q.dtype == torch.float32:
-        # float32 tiles are twice as large: 64-key steps in two stages fit shared memory
+    if q.is_cuda and (q.dtype == torch.float32 or d == 256):
+        # float32 tiles, and head dim 256, are twice as large: 64-key steps in two stages fit
+        # shared memory (bf16 at 256: a 64 KB query tile and 2 x 2 x 32 KB of keys and values)
         stages, wide = min(stages, 2), False
     launch(
         q, k, v, plan, out, lse,
         1.0 / math.sqrt(d) if scale is None else scale,
-        tuning.num_warps or (8 if d == 128 else 4), stages, wide, tuning.lazy,
+        tuning.num_warps or (4 if d == 64 else 8), stages, wide, tuning.lazy,
     )  # fmt: skip
     return out, lse

@@ -34,7 +34,7 @@ def block_sparse(
     """Causal attention of each planned head over its listed key blocks and its own block.
 
     Args:
-        q: `[B, H, T, D]` bf16/fp16 (fp32 allowed, slower), D in {64, 128}.
+        q: `[B, H, T, D]` bf16/fp16 (fp32 allowed, slower), D in {64, 128, 256} (256: not in fp32 on a GPU).
         k, v: `[B, H_kv, T, D]`, same dtype; `H % H_kv == 0`, read in place (no repeat).
         plan: from `plan_block_sparse` (or `ragline.attention.patterns`), built for this T.
         scale: softmax scale, default `1 / sqrt(D)`.

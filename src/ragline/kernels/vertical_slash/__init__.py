@@ -41,7 +41,7 @@ def vertical_slash(
     """Causal attention of each planned head over its columns, diagonal runs and own block.
 
     Args:
-        q: `[B, H, T, D]` bf16/fp16 (fp32 allowed, slower), D in {64, 128}.
+        q: `[B, H, T, D]` bf16/fp16 (fp32 allowed, slower), D in {64, 128, 256} (256: not in fp32 on a GPU).
         k, v: `[B, H_kv, T, D]`, same dtype; `H % H_kv == 0`, read in place (no repeat).
         plan: from `plan_vertical_slash` or `plan_banded`, built for this T.
         scale: softmax scale, default `1 / sqrt(D)`.
