@@ -185,3 +185,39 @@ def test_vertical_slash_heads_too_dense_to_pay_off_run_dense(
     uninstall_sparse_prefill(tiny)
     # block-sparse heads still drop keys, so neither equals eager; the strict run is closer
     assert (got - want).abs().max() < (sparse - want).abs().max()
+
+
+def test_gemma3_full_layers_go_sparse_at_head_dim_256(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Gemma 3 shape: head dim 256, a sliding-window layer (kept on SDPA) and a full one.
+
+    Dense-equivalent patterns on the full layer give the eager logits; real patterns change them
+    and equal the mask references, so the 256-wide kernels ran inside a real model's forward.
+    """
+    torch.manual_seed(0)
+    cfg = transformers.Gemma3TextConfig(
+        vocab_size=128, hidden_size=128, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=1, head_dim=256, sliding_window=64,
+        layer_types=["sliding_attention", "full_attention"], query_pre_attn_scalar=64,
+        max_position_embeddings=1024,
+    )  # fmt: skip
+    model = transformers.Gemma3ForCausalLM(cfg).eval()
+    ids = torch.randint(0, 128, (1, T), generator=torch.Generator().manual_seed(4))
+    want = _eager(model, ids)
+    wide = [Dense(), AShape(sinks=0, window=T), VerticalSlash(vertical=T, slash=T),
+            BlockSparse(top_k=10)]  # fmt: skip
+    runtime = SparsePrefill(
+        SparsePrefillConfig(model="g", layers=[[Dense()] * 4, wide]),
+        min_len=1, dense_above=float("inf"),
+    )  # fmt: skip
+    install_sparse_prefill(model, runtime)
+    torch.testing.assert_close(_logits(model, ids), want, atol=2e-5, rtol=1e-4)
+    assert runtime.sparse_calls == 1  # the sliding-window layer stayed on SDPA
+    install_sparse_prefill(
+        model, SparsePrefill(SparsePrefillConfig(model="g", layers=MIXED), min_len=1)
+    )
+    kernel = _logits(model, ids)
+    monkeypatch.setenv("TRITON_INTERPRET", "0")  # same patterns through the mask references
+    reference = _logits(model, ids)
+    uninstall_sparse_prefill(model)
+    torch.testing.assert_close(kernel, reference, atol=2e-5, rtol=1e-4)
+    assert not torch.allclose(kernel, want, atol=1e-3)
