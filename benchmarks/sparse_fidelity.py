@@ -64,11 +64,15 @@ def long_documents(tok: Any, n_docs: int, seq_len: int) -> list[torch.Tensor]:
 
 
 def pattern_stats(
-    cfg: SparsePrefillConfig, layers_qk: list, log: Any
+    cfg: SparsePrefillConfig, layers_qk: dict[int, tuple], log: Any
 ) -> tuple[list[dict], dict[str, float]]:
-    """Per distinct pattern and overall: recall, last-64-row recall and density of each head."""
+    """Per distinct pattern and overall: recall, last-64-row recall and density of each head.
+
+    `layers_qk` maps the layers sparse prefill runs (the full-attention ones) to their queries
+    and keys; sliding-window layers keep the model's own window and are not counted.
+    """
     per: dict[str, list[tuple[float, float, float]]] = {}
-    for layer, (q, k) in enumerate(layers_qk):
+    for layer, (q, k) in layers_qk.items():
         chosen = cfg.layers[layer]
         patterns = list({p.model_copy(update={"recall": None}) for p in chosen})
         plans = []
@@ -112,9 +116,12 @@ def nq_prompts(tok: Any, n: int, distractors: int) -> list[tuple[str, list[str],
             f"Document [{j + 1}] {d['title']}\n{d['text']}" for j, d in enumerate(docs)
         )
         msg = f"Answer the question from the documents, in a few words.\n\n{ctx}\n\nQuestion: {q['question']}"
-        text = tok.apply_chat_template(
-            [{"role": "user", "content": msg}], tokenize=False, add_generation_prompt=True
-        )
+        if getattr(tok, "chat_template", None):
+            text = tok.apply_chat_template(
+                [{"role": "user", "content": msg}], tokenize=False, add_generation_prompt=True
+            )
+        else:  # a base model: the question, then a cue
+            text = f"{tok.bos_token or ''}{msg}\nAnswer:"
         out.append(
             (
                 q["question"],
@@ -154,9 +161,14 @@ def main() -> None:
     model, tok = lm.model, lm.tokenizer
     cfg = load_pattern_config(args.config)
     runtime = SparsePrefill(cfg, min_len=1)
+    kinds = getattr(model.config, "layer_types", None) or ["full_attention"] * len(cfg.layers)
+    full = [i for i, kind in enumerate(kinds) if kind == "full_attention"]
     result: dict[str, Any] = {
         **environment(("ragline", "torch", "transformers")),
         "config": args.config,
+        "model": args.model,
+        "dtype": args.dtype,
+        "full_attention_layers": full,
     }
     docs_out = []
     for doc in long_documents(tok, args.docs, args.seq_len):
@@ -164,15 +176,16 @@ def main() -> None:
         stats: dict[str, Any] = {}
         if not args.no_recall:
             # on a GPU in the model's dtype, as prefill runs; the CPU references want float32
-            layers_qk = [
-                (q, k) if q.is_cuda else (q.float(), k.float())
-                for q, k in capture_queries_keys(model, doc)
-            ]
+            layers_qk = {
+                i: (q, k) if q.is_cuda else (q.float(), k.float())
+                for i, (q, k) in enumerate(capture_queries_keys(model, doc))
+                if i in full
+            }
             rows, overall = pattern_stats(cfg, layers_qk, log)
             recall, dens = overall["attention_recall"], overall["density"]
             # the reference budget's vertical-slash on real versus random queries and keys
             vs = VerticalSlash(vertical=1000, slash=6096)
-            q8, k8 = layers_qk[len(layers_qk) // 2]
+            q8, k8 = layers_qk[full[len(full) // 2]]
             real = _plan(q8, k8, vs)
             rand = _plan(torch.randn_like(q8), torch.randn_like(k8), vs)
             stats = {"patterns": rows, "mean_head_recall": recall, "mean_density": dens,
