@@ -102,10 +102,12 @@ def dense_ms(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: Any, n:
 
 TUNINGS = [
     KernelTuning(num_warps=8, num_stages=3, wide=True),  # the library default for head dim 128
+    # (block-sparse: with the score lookahead, in two stages)
     KernelTuning(num_warps=8, num_stages=4, wide=True),
     KernelTuning(num_warps=8, num_stages=2, wide=True),
     KernelTuning(num_warps=4, num_stages=3, wide=True),
     KernelTuning(num_warps=8, num_stages=3, wide=False),
+    KernelTuning(num_warps=8, num_stages=3, wide=True, ahead=False),  # block-sparse: no lookahead
 ]
 # Head dim 256 always runs 64-key steps in two stages (larger tiles pass shared memory): only
 # the warp count is open.
@@ -170,7 +172,9 @@ def choose(rows: list[dict]) -> None:
         for r in rows:
             if r["op"] != op:
                 continue
-            t = KernelTuning(**{f: r[f] for f in ("num_warps", "num_stages", "wide", "lazy")})
+            t = KernelTuning(
+                **{f: r[f] for f in ("num_warps", "num_stages", "wide", "lazy", "ahead")}
+            )
             ratio = r["kernel_ms"] / best[(r["case"], r["seq_len"])] if "kernel_ms" in r else 1e9
             score[t] = score.get(t, 0.0) + ratio
         KERNEL_KW[op] = min(score, key=lambda t: score[t])

@@ -29,7 +29,15 @@ def _inputs(t: int, d: int, seed: int) -> tuple[torch.Tensor, ...]:
     return (q.float() * 4).to(q.dtype), k, v
 
 
-@pytest.mark.parametrize("tuning", VARIANTS)
+BLOCK_SPARSE_VARIANTS = [
+    *VARIANTS,
+    pytest.param(KernelTuning(wide=True, ahead=True), id="wide-ahead"),
+    pytest.param(KernelTuning(wide=False, ahead=True), id="narrow-ahead"),
+    pytest.param(KernelTuning(wide=True, ahead=False), id="wide-in-order"),
+]
+
+
+@pytest.mark.parametrize("tuning", BLOCK_SPARSE_VARIANTS)
 def test_block_sparse_variants(tuning: KernelTuning) -> None:
     t = 777
     q, k, v = _inputs(t, 64, seed=5)

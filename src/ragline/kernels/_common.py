@@ -53,12 +53,18 @@ class KernelTuning:
         wide: step through key ranges and listed blocks two blocks (128 keys) at a time
             (not on a GPU in float32 or at head dim 256, whose tiles would pass shared memory).
         lazy: rescale the running output only when a row's maximum grows by more than 2^8.
+        ahead: block-sparse only: issue the next listed tile's scores before this tile's
+            softmax, so the tensor cores and the exponentials can overlap; it holds one more
+            key tile, so it runs in at most two stages. None (the default) takes it at head
+            dims up to 128, where it measured 2-5 % faster on an H200, and not at 256, where
+            it measured 3 % slower.
     """
 
     num_warps: int | None = None
     num_stages: int = 3
     wide: bool = True
     lazy: bool = False
+    ahead: bool | None = None
 
 
 def import_triton() -> Any:
@@ -164,5 +170,6 @@ def run_sparse(
         q, k, v, plan, out, lse,
         1.0 / math.sqrt(d) if scale is None else scale,
         tuning.num_warps or (4 if d == 64 else 8), stages, wide, tuning.lazy,
+        d <= 128 if tuning.ahead is None else tuning.ahead,
     )  # fmt: skip
     return out, lse

@@ -8,7 +8,7 @@ import triton
 import triton.language as tl
 
 from ragline.kernels._common import dot_in_float32
-from ragline.kernels._flash import _attend_blocks, _attend_diagonal, _finish
+from ragline.kernels._flash import _attend_blocks, _attend_blocks_ahead, _attend_diagonal, _finish
 
 if TYPE_CHECKING:
     import torch
@@ -58,6 +58,7 @@ def _block_sparse_kernel(
     WIDE: tl.constexpr,
     LAZY: tl.constexpr,
     DIAG_N: tl.constexpr,
+    AHEAD: tl.constexpr,
 ):
     i_m = tl.num_programs(0) - 1 - tl.program_id(0)
     i_bs = tl.program_id(1)
@@ -84,24 +85,16 @@ def _block_sparse_kernel(
 
     row = (i_b * n_slots + i_s) * n_mblocks + i_m
     count = tl.where(start_m < seq_len, tl.load(block_count + row), 0)
-    acc, m_i, l_i = _attend_blocks(
-        acc,
-        m_i,
-        l_i,
-        b_q,
-        p_k0,
-        p_v0,
-        s_kt,
-        s_vt,
-        block_idx + row * n_list,
-        count,
-        qk_scale,
-        BLOCK_N,
-        HEAD_DIM,
-        IEEE,
-        WIDE,
-        LAZY,
-    )
+    if AHEAD:
+        acc, m_i, l_i = _attend_blocks_ahead(
+            acc, m_i, l_i, b_q, p_k0, p_v0, s_kt, s_vt, block_idx + row * n_list, count,
+            qk_scale, BLOCK_N, HEAD_DIM, IEEE, WIDE, LAZY,
+        )  # fmt: skip
+    else:
+        acc, m_i, l_i = _attend_blocks(
+            acc, m_i, l_i, b_q, p_k0, p_v0, s_kt, s_vt, block_idx + row * n_list, count,
+            qk_scale, BLOCK_N, HEAD_DIM, IEEE, WIDE, LAZY,
+        )  # fmt: skip
     acc, m_i, l_i = _attend_diagonal(
         acc,
         m_i,
@@ -137,8 +130,11 @@ def _block_sparse_launch(
     num_stages: int,
     wide: bool,
     lazy: bool,
+    ahead: bool,
 ) -> None:
     b, h, t, d = q.shape
+    if ahead and q.is_cuda:
+        num_stages = min(num_stages, 2)  # the lookahead key tile takes the third stage's room
     n_slots = plan.heads.shape[0]
     grid = (triton.cdiv(t, plan.block_m), b * n_slots)
     _block_sparse_kernel[grid](
@@ -178,6 +174,7 @@ def _block_sparse_launch(
         WIDE=wide,
         LAZY=lazy,
         DIAG_N=min(plan.block_m, 2 * plan.block_n) if wide else plan.block_n,
+        AHEAD=ahead,
         num_warps=num_warps,
         num_stages=num_stages,
     )

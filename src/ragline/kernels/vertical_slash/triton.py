@@ -198,6 +198,7 @@ def _vertical_slash_launch(
     num_stages: int,
     wide: bool,
     lazy: bool,
+    ahead: bool,  # a block-sparse launch choice: the range loops here pipeline as written
 ) -> None:
     b, h, t, d = q.shape
     n_slots = plan.heads.shape[0]
