@@ -308,8 +308,10 @@ def main() -> None:
     shape = ints(args.shape)
     if len(shape) != 3 or shape[0] % shape[1]:
         ap.error(f"--shape {args.shape}: expected H,H_KV,D with H_KV dividing H")
-    H, H_KV, D = shape
     phases = set(args.phases.split(","))
+    if "e2e" in phases and shape != [H, H_KV, D]:
+        ap.error("--shape applies to tune, parity and kernels; e2e builds a Llama-3-8B model")
+    H, H_KV, D = shape
     for path in args.real_indices:
         n, case = real_indices_case(path)
         REAL[n] = case

@@ -10,7 +10,7 @@ import torch
 from ragline.attention.config import AShape, BlockSparse, Dense, VerticalSlash
 from ragline.attention.patterns import block_sparse_indices
 from ragline.attention.sparse import _layer, sparse_prefill_layer
-from ragline.kernels import block_sparse_ref, plan_block_sparse
+from ragline.kernels import block_sparse_ref, plan_banded, plan_block_sparse, vertical_slash_ref
 
 pytest.importorskip("triton")
 
@@ -92,8 +92,12 @@ def test_configured_dense_heads_take_sdpa_unless_kept_on_the_kernel(dense_kernel
     )
     for h in (0, 2):
         torch.testing.assert_close(got[:, h], want[:, h], atol=1e-4, rtol=1e-4)
-    # the A-shape heads drop the middle keys, so they must differ from dense
-    assert (got[:, 1] - want[:, 1]).abs().max() > 1e-3
+    band = plan_banded(64, 200, torch.tensor([t]), t, torch.arange(1))
+    for h in (1, 3):
+        ref, _ = vertical_slash_ref(q[:, h : h + 1], k[:, h // 2 : h // 2 + 1],
+                                    v[:, h // 2 : h // 2 + 1], band)  # fmt: skip
+        torch.testing.assert_close(got[:, h : h + 1], ref, atol=1e-4, rtol=1e-4)
+    assert (got[:, 1] - want[:, 1]).abs().max() > 1e-3  # the band really dropped keys
 
 
 def test_runtime_keeps_dense_heads_on_the_kernel_only_without_a_guard() -> None:
@@ -105,3 +109,19 @@ def test_runtime_keeps_dense_heads_on_the_kernel_only_without_a_guard() -> None:
     assert SparsePrefill(cfg, min_len=1).layer(0, cpu).sdpa_heads.tolist() == [0]
     control = SparsePrefill(cfg, min_len=1, dense_above=float("inf")).layer(0, cpu)
     assert control.sdpa_heads.numel() == 0 and control.vs_heads.tolist() == [0, 1]
+    # a dense plan measures a little over 1 (whole diagonal tiles): a guard of 1 still sends
+    # dense heads straight to SDPA rather than building their plan first
+    lax = SparsePrefill(cfg, min_len=1, dense_above=1.0).layer(0, cpu)
+    assert lax.sdpa_heads.tolist() == [0]
+
+
+def test_a_dense_layer_returns_sdpa_output() -> None:
+    t, d = 300, 64
+    g = torch.Generator().manual_seed(13)
+    q = torch.randn(1, 4, t, d, generator=g)
+    k, v = torch.randn(1, 2, t, d, generator=g), torch.randn(1, 2, t, d, generator=g)
+    got = sparse_prefill_layer(q, k, v, _layer([Dense()] * 4, torch.device("cpu")), 0.125)
+    want = torch.nn.functional.scaled_dot_product_attention(
+        q, k.repeat_interleave(2, 1), v.repeat_interleave(2, 1), is_causal=True, scale=0.125
+    )
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)

@@ -84,16 +84,46 @@ def test_key_layout_past_int32_offsets_is_refused() -> None:
         check_qkv(q, k, k, torch.tensor([2**21]))
 
 
-def test_kernel_refusal_names_what_does_not_fit() -> None:
-    """Head dims outside the kernels are refused; float32 at 256 only on a GPU (shared memory)."""
+def test_kernel_refusal_names_what_does_not_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Head dims outside the kernels are refused; at 256 a GPU needs half-precision tiles and
+    about 200 KB of shared memory per program (Hopper: 227 KB, A100: 164 KB)."""
+    from types import SimpleNamespace
+
     from ragline.kernels._common import kernel_refusal
 
-    assert kernel_refusal(96, torch.bfloat16, on_gpu=True) == (
-        "head dim must be one of (64, 128, 256); got 96"
+    assert kernel_refusal(96, torch.bfloat16) == "head dim must be one of (64, 128, 256); got 96"
+    cuda = torch.device("cuda", 0)
+    smem = {"kb": 227}
+    monkeypatch.setattr(
+        torch.cuda,
+        "get_device_properties",
+        lambda device: SimpleNamespace(shared_memory_per_block_optin=smem["kb"] * 1024),
     )
     for d in (64, 128, 256):
-        assert kernel_refusal(d, torch.bfloat16, on_gpu=True) is None
-        assert kernel_refusal(d, torch.float32, on_gpu=False) is None
-    why = kernel_refusal(256, torch.float32, on_gpu=True)
+        assert kernel_refusal(d, torch.bfloat16, cuda) is None
+        assert kernel_refusal(d, torch.float32, torch.device("cpu")) is None
+    why = kernel_refusal(256, torch.float32, cuda)
     assert why is not None and "shared memory" in why
-    assert kernel_refusal(128, torch.float32, on_gpu=True) is None
+    assert kernel_refusal(128, torch.float32, cuda) is None
+    smem["kb"] = 164
+    assert "this GPU offers 164 KB" in str(kernel_refusal(256, torch.bfloat16, cuda))
+    assert kernel_refusal(128, torch.bfloat16, cuda) is None
+
+
+@pytest.mark.parametrize("op", ["block_sparse", "vertical_slash"])
+def test_head_dim_256_in_its_gpu_launch(op: str) -> None:
+    """The launch a GPU takes at head dim 256 (64-key steps, two stages), under the interpreter."""
+    t = 333
+    q, k, v = _inputs(t, 256, seed=14)
+    seq_lens = torch.tensor([t - 40, t])
+    tuning = KernelTuning(wide=False, num_stages=2)
+    if op == "block_sparse":
+        g = torch.Generator().manual_seed(15)
+        plan = plan_block_sparse(torch.randint(-1, 6, (2, 4, 3, 5), generator=g), seq_lens, t)
+        out, _ = block_sparse(q, k, v, plan, tuning=tuning)
+        ref, _ = block_sparse_ref(q, k, v, plan)
+    else:
+        plan = plan_banded(64, 100, seq_lens, t, torch.arange(4))
+        out, _ = vertical_slash(q, k, v, plan, tuning=tuning)
+        ref, _ = vertical_slash_ref(q, k, v, plan)
+    assert_close(out, ref, seq_lens, f"{op} head dim 256 narrow")

@@ -269,8 +269,16 @@ def test_a_character_level_conversion_is_refused(tiny_lm_dir: Path) -> None:
 
     store.check_tokenizer(AutoTokenizer.from_pretrained(tiny_lm_dir), "tiny")  # subwords: fine
 
-    def by_character(text: str, add_special_tokens: bool = False) -> dict[str, list[int]]:
-        return {"input_ids": [ord(c) for c in text]}
+    class ByCharacter:
+        def __init__(self, vocabulary: int) -> None:
+            self.vocabulary = vocabulary
 
-    with pytest.raises(ModelNotFound, match=r"model\.gguf: the converted tokenizer splits text"):
-        store.check_tokenizer(by_character, "model.gguf")
+        def __len__(self) -> int:
+            return self.vocabulary
+
+        def __call__(self, text: str, add_special_tokens: bool = False) -> dict[str, list[int]]:
+            return {"input_ids": [ord(c) for c in text]}
+
+    store.check_tokenizer(ByCharacter(300), "bytes.gguf")  # a byte-level vocabulary: fine
+    with pytest.raises(ModelNotFound, match=r"model\.gguf: its 262144-entry tokenizer came out"):
+        store.check_tokenizer(ByCharacter(262144), "model.gguf")

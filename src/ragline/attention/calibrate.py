@@ -110,7 +110,7 @@ def recall_and_tail(
 
     _, h, t, _ = q.shape
     tail_from = t - min(max(last_rows, 1), t)
-    if not use_triton(q) or kernel_refusal(q.shape[-1], q.dtype, q.is_cuda) is not None:
+    if not use_triton(q) or kernel_refusal(q.shape[-1], q.dtype, q.device) is not None:
         kept = _kept_mass_by_masks(q, k, plans)  # [P, H, T]
         return kept.mean(-1), kept[..., tail_from:].mean(-1)
     lens = torch.full((1,), t, dtype=torch.int32, device=q.device)

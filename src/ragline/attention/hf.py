@@ -103,7 +103,7 @@ def install_sparse_prefill(model: PreTrainedModel, runtime: SparsePrefill) -> No
     runtime.config.check_shape(cfg.num_hidden_layers, cfg.num_attention_heads)
     head_dim = model_head_dim(cfg)
     weight = next(model.parameters())
-    why = kernel_refusal(head_dim, weight.dtype, weight.is_cuda)
+    why = kernel_refusal(head_dim, weight.dtype, weight.device)
     if why is not None:
         raise KernelUnavailable(
             f"sparse prefill cannot run {runtime.config.model!r} ({weight.dtype}, head dim "

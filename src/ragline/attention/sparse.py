@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -107,9 +108,10 @@ class SparsePrefill:
     def layer(self, idx: int, device: torch.device) -> LayerPatterns:
         key = (idx, str(device))
         if key not in self._layers:
-            # A dense head's plan computes every tile: past any `dense_above` below 1 the
-            # guard would send it to SDPA after building its indices, so it goes there directly.
-            dense_kernel = self.dense_above >= 1.0
+            # A dense head's plan computes every tile (a measured density of 1 or a little
+            # more: diagonal tiles count whole), so any finite guard would send it to SDPA after
+            # building its indices; it goes there directly unless the guard is off.
+            dense_kernel = math.isinf(self.dense_above)
             self._layers[key] = _layer(self.config.layers[idx], device, dense_kernel=dense_kernel)
         return self._layers[key]
 
@@ -204,6 +206,8 @@ def sparse_prefill_layer(
     b, h, t, _ = q.shape
     kv_index = torch.arange(h, device=q.device) // (h // k.shape[1])
     seq_lens = torch.full((b,), t, dtype=torch.int32, device=q.device)
+    if lp.sdpa_heads.numel() == h:  # a dense layer: SDPA's output as it is, no copy
+        return _dense_heads(q, k, v, lp.sdpa_heads, kv_index, scale)
     out = torch.empty_like(q)
     if lp.sdpa_heads.numel():
         out[:, lp.sdpa_heads] = _dense_heads(q, k, v, lp.sdpa_heads, kv_index, scale)

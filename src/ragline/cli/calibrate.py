@@ -153,8 +153,8 @@ def calibrate_cmd(
         raise UsageError(f"{model}: no full-attention layers to calibrate (layer_types {kinds})")
     from ragline.kernels._common import kernel_refusal
 
-    # the head dim decides; the generator runs the kernels in bf16 on a GPU
-    why = kernel_refusal(model_head_dim(lm.model.config), torch.bfloat16, on_gpu=True)
+    # the head dim alone: the GPU and dtype that will run the config are not known here
+    why = kernel_refusal(model_head_dim(lm.model.config), torch.bfloat16)
     if why is not None:
         notice(f"{model}: {why}; this config can be measured (recall, density) but not run")
     if len(full) < n_layers:

@@ -29,16 +29,35 @@ KERNEL_HEAD_DIMS = (64, 128, 256)
 """Head dims the kernels are compiled and tested for."""
 
 
-def kernel_refusal(head_dim: int, dtype: torch.dtype, on_gpu: bool) -> str | None:
-    """Why the kernels cannot take `[..., head_dim]` inputs of `dtype`, or None when they can."""
+#: Shared memory a head-dim-256 launch needs per program (bf16/fp16): a 128 x 256 query tile
+#: (64 KB) and two stages of 64-key key and value tiles (2 x 2 x 32 KB), with some slack.
+_SMEM_256 = 200 * 1024
+
+
+def kernel_refusal(
+    head_dim: int, dtype: torch.dtype, device: torch.device | None = None
+) -> str | None:
+    """Why the kernels cannot take `[..., head_dim]` inputs of `dtype` on `device`, or None.
+
+    Without a device (or on a CPU, where the interpreter has no shared memory) only the head
+    dim is checked.
+    """
     import torch
 
     if head_dim not in KERNEL_HEAD_DIMS:
         return f"head dim must be one of {KERNEL_HEAD_DIMS}; got {head_dim}"
-    if on_gpu and head_dim == 256 and dtype == torch.float32:
-        # a 128 x 256 float32 query tile alone is 128 KB; with key/value tiles it passes the
-        # 227 KB of shared memory a Hopper SM has
+    if device is None or device.type != "cuda" or head_dim != 256:
+        return None
+    if dtype == torch.float32:
+        # the float32 query tile alone is 128 KB; with key/value tiles it passes any GPU's
         return "float32 tiles of head dim 256 do not fit a GPU's shared memory; use bf16 or fp16"
+    # not in every torch's stubs; without it Triton's own out-of-resources error remains
+    have = getattr(torch.cuda.get_device_properties(device), "shared_memory_per_block_optin", None)
+    if have is not None and have < _SMEM_256:
+        return (
+            f"head dim 256 needs about {_SMEM_256 // 1024} KB of shared memory per program; "
+            f"this GPU offers {have // 1024} KB (Hopper has 227)"
+        )
     return None
 
 
@@ -48,8 +67,8 @@ class KernelTuning:
 
     Attributes:
         num_warps: warps per program (default 4 for head dim 64, else 8).
-        num_stages: software-pipelining depth of the key loops (at most 2 where `wide` is off
-            for tile size).
+        num_stages: software-pipelining depth of the key loops (at most 2 on a GPU in float32,
+            at head dim 256, and with `ahead`, whose tiles would pass shared memory in 3).
         wide: step through key ranges and listed blocks two blocks (128 keys) at a time
             (not on a GPU in float32 or at head dim 256, whose tiles would pass shared memory).
         lazy: rescale the running output only when a row's maximum grows by more than 2^8.
@@ -100,7 +119,7 @@ def check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seq_lens: torch
         raise KernelUnavailable(
             f"dtype must be bf16, fp16 or fp32 for q, k, v; got {q.dtype}, {k.dtype}"
         )
-    if (why := kernel_refusal(d, q.dtype, q.is_cuda)) is not None:
+    if (why := kernel_refusal(d, q.dtype, q.device)) is not None:
         raise KernelUnavailable(why)
     if q.stride(-1) != 1 or k.stride(-1) != 1 or v.stride(-1) != 1:
         raise KernelUnavailable("the last dimension of q, k and v must be contiguous")

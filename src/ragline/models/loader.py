@@ -52,9 +52,10 @@ def cache_kwarg(model: Any) -> str:
     """The keyword a transformers model's `forward` takes its KV cache by, old name or new.
 
     transformers 5.2x renamed `past_key_values` to `cache` (the old name warns and goes in 5.40);
-    older releases, such as the 5.17 on the lent GPU machines, know only the old one.
+    older releases, such as the 5.17 on the lent GPU machines, know only the old one. A
+    `torch.compile` wrapper is looked through to the module it compiled.
     """
-    return _cache_kwarg_of(type(model).forward)
+    return _cache_kwarg_of(type(getattr(model, "_orig_mod", model)).forward)
 
 
 def pick_device(device: str = "auto") -> str:
@@ -118,7 +119,7 @@ def load_causal_lm(
         source, extra = _source(name, allow_pull)
         try:
             tokenizer = AutoTokenizer.from_pretrained(source, **extra)
-            if extra:  # converted from a GGUF just now
+            if extra or name in KNOWN_MODELS:  # converted from a GGUF, now or when pulled
                 check_tokenizer(tokenizer, name)
             model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **extra)
         except (OSError, ValueError) as err:

@@ -178,21 +178,25 @@ _PROBE = "The capital of France is Paris, and the river that runs through it is 
 
 
 def check_tokenizer(tokenizer: Any, source: str) -> None:
-    """Refuse a tokenizer that splits plain English into characters: a failed GGUF conversion.
+    """Refuse a large-vocabulary tokenizer that splits English into characters (a bad conversion).
 
-    Seen with transformers 5.17 on Gemma 3 270M's GGUF: 4x the tokens of the real vocabulary,
-    so prompts passed the model's window and every score was taken on nonsense, silently.
+    Seen with transformers 5.17 on Gemma 3 270M's GGUF: its 262K-entry vocabulary read text
+    character by character, 4x the tokens, so prompts passed the model's window and every score
+    was taken on nonsense, silently. Small (character- or byte-level) vocabularies are left
+    alone: splitting finely is what they do.
     """
     n = len(tokenizer(_PROBE, add_special_tokens=False)["input_ids"])
-    if n > len(_PROBE) // 2:
+    if n > len(_PROBE) // 2 and len(tokenizer) >= 8000:
         import tokenizers
         import transformers
 
         raise ModelNotFound(
-            f"{source}: the converted tokenizer splits text into characters ({n} tokens for a "
-            f"{len(_PROBE)}-character sentence; a subword vocabulary takes about "
-            f"{len(_PROBE) // 4}) under transformers {transformers.__version__} and tokenizers "
-            f"{tokenizers.__version__}; convert it with another transformers version"
+            f"{source}: its {len(tokenizer)}-entry tokenizer came out of the conversion reading "
+            f"text character by character ({n} tokens for a {len(_PROBE)}-character sentence; "
+            f"its vocabulary should need about {len(_PROBE) // 4}) under transformers "
+            f"{transformers.__version__} and tokenizers {tokenizers.__version__}: a conversion "
+            "bug of that version; pull the model again under another transformers release "
+            "(5.24 converts Gemma 3 correctly)"
         )
 
 
