@@ -188,3 +188,19 @@ def test_cache_kwarg_follows_the_forward_signature() -> None:
 
     assert cache_kwarg(New()) == "cache"
     assert cache_kwarg(Old()) == "past_key_values"
+
+
+def test_converted_models_get_their_tokenizer_checked(
+    tiny_llama: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Packaged (GGUF-converted) models have their tokenizer checked; a plain folder does not."""
+    from ragline.models import loader
+
+    seen: list[str] = []
+    monkeypatch.setattr(loader, "_LMS", {})
+    monkeypatch.setattr(loader, "check_tokenizer", lambda tok, source: seen.append(source))
+    monkeypatch.setattr(loader, "resolve_packaged", lambda name, allow_pull: Path(tiny_llama))
+    load_causal_lm(tiny_llama)
+    assert seen == []
+    load_causal_lm("smollm2-135m-instruct")
+    assert seen == ["smollm2-135m-instruct"]
