@@ -193,14 +193,11 @@ def _attend_blocks_ahead(
     half = o_w // BLOCK_N
     within = o_w % BLOCK_N
     o_d = tl.arange(0, HEAD_DIM)
-    n_blocks = count
-    if WIDE:
-        n_blocks = (count + 1) // 2 * 2
     m_key = half < count
     blk = tl.load(p_idx + half, mask=m_key, other=0)
     o_key = blk * BLOCK_N + within
     qk = _scores(q, tl.load(p_k0 + o_key[:, None] * s_kt + o_d[None, :]), qk_scale, IEEE)
-    for i in range(0, n_blocks, STEP // BLOCK_N):
+    for i in range(0, count, STEP // BLOCK_N):
         nxt = i + STEP // BLOCK_N + half
         m_next = nxt < count
         blk_next = tl.load(p_idx + nxt, mask=m_next, other=0)
