@@ -26,18 +26,26 @@ def plan_density(plan: VerticalSlashPlan | BandedPlan | BlockSparsePlan) -> floa
 
 def plan_density_per_slot(plan: VerticalSlashPlan | BandedPlan | BlockSparsePlan) -> list[float]:
     """`plan_density` of each head slot, averaged over the batch (for per-head cost budgets)."""
-    import torch
 
     if isinstance(plan, BandedPlan):
         plan = plan.expand()
     if not isinstance(plan, BlockSparsePlan):
         return vertical_slash_tile_density(plan).mean(0).tolist()
     t, bm, bn = plan.num_tokens, plan.block_m, plan.block_n
-    m = torch.arange(-(-t // bm), device=plan.seq_lens.device)
-    diag = int((((t - m * bm).clamp(max=bm) + bn - 1) // bn).sum())  # key tiles of diagonals
-    tiles = plan.block_count.long().sum(-1).cpu() + diag
+    tiles = plan.block_count.long().sum(-1).cpu() + _diagonal_tiles(t, bm, bn)
+    return _as_density(tiles, t, bm, bn).mean(0).tolist()
+
+
+def _diagonal_tiles(t: int, bm: int, bn: int) -> int:
+    """Key tiles of `bn` the diagonal blocks of `bm` query rows read: all full but the last."""
+    n_m = -(-t // bm)
+    return 0 if n_m == 0 else (n_m - 1) * (bm // bn) + -(-(t - (n_m - 1) * bm) // bn)
+
+
+def _as_density(tiles: torch.Tensor, t: int, bm: int, bn: int) -> torch.Tensor:
+    """Tiles of `bm x bn` as a share of the dense causal 64 x 64 tiles of `t` tokens."""
     nb = -(-t // 64)
-    return (tiles.double().mean(0) * ((bm // 64) * (bn // 64)) / (nb * (nb + 1) // 2)).tolist()
+    return tiles.double() * ((bm // 64) * (bn // 64)) / (nb * (nb + 1) // 2)
 
 
 def vertical_slash_tile_density(plan: VerticalSlashPlan) -> torch.Tensor:
@@ -61,7 +69,5 @@ def vertical_slash_tile_density(plan: VerticalSlashPlan) -> torch.Tensor:
     runs = (plan.cover.long() * rows).sum(-1)
     prefix = torch.minimum(m * bm, plan.prefix.long()[..., None]).div(bn, rounding_mode="floor")
     columns = (plan.column_count.long() + bn - 1).div(bn, rounding_mode="floor").sum(-1)
-    diag = ((t - m * bm).clamp(max=bm) + bn - 1).div(bn, rounding_mode="floor").sum()
-    nb = -(-t // 64)
-    tiles = runs + prefix.sum(-1) + columns + diag
-    return tiles.double() * ((bm // 64) * (bn // 64)) / (nb * (nb + 1) // 2)
+    tiles = runs + prefix.sum(-1) + columns + _diagonal_tiles(t, bm, bn)
+    return _as_density(tiles, t, bm, bn)
