@@ -134,13 +134,42 @@ def _attend_blocks(
     IEEE: tl.constexpr,
     WIDE: tl.constexpr,
     LAZY: tl.constexpr,
+    AHEAD: tl.constexpr,
 ):
     """Key blocks `idx[0:count]` (units of BLOCK_N keys), all visible to every row.
 
     With WIDE, two listed blocks are gathered into one tile of 2 * BLOCK_N keys (an odd count
     masks the second half of the last tile, which reads block 0 in its place).
+
+    With AHEAD, the scores of the next tile are issued before this tile's softmax. On Hopper
+    `tl.dot` is an asynchronous warpgroup MMA waited on at its result's first use, so written
+    this way the next tile's Q K^T can run on the tensor cores while the exponentials of this
+    one run (FlashAttention-3's intra-warpgroup overlap, by hand). It costs one wasted tile per
+    call (the lookahead past the last block reads block 0, masked).
     """
-    if WIDE:
+    if AHEAD:
+        STEP: tl.constexpr = 2 * BLOCK_N if WIDE else BLOCK_N
+        o_w = tl.arange(0, STEP)
+        half = o_w // BLOCK_N
+        within = o_w % BLOCK_N
+        o_d = tl.arange(0, HEAD_DIM)
+        m_key = half < count
+        blk = tl.load(p_idx + half, mask=m_key, other=0)
+        o_key = blk * BLOCK_N + within
+        qk = _scores(q, tl.load(p_k0 + o_key[:, None] * s_kt + o_d[None, :]), qk_scale, IEEE)
+        for i in range(0, count, STEP // BLOCK_N):
+            nxt = i + STEP // BLOCK_N + half
+            m_next = nxt < count
+            blk_next = tl.load(p_idx + nxt, mask=m_next, other=0)
+            o_next = blk_next * BLOCK_N + within
+            qk_next = _scores(
+                q, tl.load(p_k0 + o_next[:, None] * s_kt + o_d[None, :]), qk_scale, IEEE
+            )
+            qk = tl.where(m_key[None, :], qk, float("-inf"))
+            b_v = tl.load(p_v0 + o_key[:, None] * s_vt + o_d[None, :])
+            acc, m_i, l_i = _softmax_update(acc, m_i, l_i, qk, b_v, IEEE, LAZY)
+            qk, m_key, o_key = qk_next, m_next, o_next
+    elif WIDE:
         o_w = tl.arange(0, 2 * BLOCK_N)
         half = o_w // BLOCK_N
         within = o_w % BLOCK_N
@@ -159,54 +188,6 @@ def _attend_blocks(
                 acc, m_i, l_i, q, p_k0, p_v0, s_kt, s_vt, start + o_n, o_n, qk_scale,
                 HEAD_DIM, IEEE, LAZY, False,
             )  # fmt: skip
-    return acc, m_i, l_i
-
-
-@triton.jit
-def _attend_blocks_ahead(
-    acc,
-    m_i,
-    l_i,
-    q,
-    p_k0,
-    p_v0,
-    s_kt,
-    s_vt,
-    p_idx,
-    count,
-    qk_scale,
-    BLOCK_N: tl.constexpr,
-    HEAD_DIM: tl.constexpr,
-    IEEE: tl.constexpr,
-    WIDE: tl.constexpr,
-    LAZY: tl.constexpr,
-):
-    """`_attend_blocks` with the scores of the next tile issued before this tile's softmax.
-
-    On Hopper `tl.dot` is an asynchronous warpgroup MMA waited on at its result's first use, so
-    written this way the next tile's Q K^T can run on the tensor cores while the exponentials of
-    this one run (FlashAttention-3's intra-warpgroup overlap, by hand). Costs one wasted tile
-    per call (the lookahead past the last block reads block 0, masked).
-    """
-    STEP: tl.constexpr = 2 * BLOCK_N if WIDE else BLOCK_N
-    o_w = tl.arange(0, STEP)
-    half = o_w // BLOCK_N
-    within = o_w % BLOCK_N
-    o_d = tl.arange(0, HEAD_DIM)
-    m_key = half < count
-    blk = tl.load(p_idx + half, mask=m_key, other=0)
-    o_key = blk * BLOCK_N + within
-    qk = _scores(q, tl.load(p_k0 + o_key[:, None] * s_kt + o_d[None, :]), qk_scale, IEEE)
-    for i in range(0, count, STEP // BLOCK_N):
-        nxt = i + STEP // BLOCK_N + half
-        m_next = nxt < count
-        blk_next = tl.load(p_idx + nxt, mask=m_next, other=0)
-        o_next = blk_next * BLOCK_N + within
-        qk_next = _scores(q, tl.load(p_k0 + o_next[:, None] * s_kt + o_d[None, :]), qk_scale, IEEE)
-        qk = tl.where(m_key[None, :], qk, float("-inf"))
-        b_v = tl.load(p_v0 + o_key[:, None] * s_vt + o_d[None, :])
-        acc, m_i, l_i = _softmax_update(acc, m_i, l_i, qk, b_v, IEEE, LAZY)
-        qk, m_key, o_key = qk_next, m_next, o_next
     return acc, m_i, l_i
 
 

@@ -8,7 +8,7 @@ import triton
 import triton.language as tl
 
 from ragline.kernels._common import dot_in_float32
-from ragline.kernels._flash import _attend_blocks, _attend_blocks_ahead, _attend_diagonal, _finish
+from ragline.kernels._flash import _attend_blocks, _attend_diagonal, _finish
 
 if TYPE_CHECKING:
     import torch
@@ -85,16 +85,10 @@ def _block_sparse_kernel(
 
     row = (i_b * n_slots + i_s) * n_mblocks + i_m
     count = tl.where(start_m < seq_len, tl.load(block_count + row), 0)
-    if AHEAD:
-        acc, m_i, l_i = _attend_blocks_ahead(
-            acc, m_i, l_i, b_q, p_k0, p_v0, s_kt, s_vt, block_idx + row * n_list, count,
-            qk_scale, BLOCK_N, HEAD_DIM, IEEE, WIDE, LAZY,
-        )  # fmt: skip
-    else:
-        acc, m_i, l_i = _attend_blocks(
-            acc, m_i, l_i, b_q, p_k0, p_v0, s_kt, s_vt, block_idx + row * n_list, count,
-            qk_scale, BLOCK_N, HEAD_DIM, IEEE, WIDE, LAZY,
-        )  # fmt: skip
+    acc, m_i, l_i = _attend_blocks(
+        acc, m_i, l_i, b_q, p_k0, p_v0, s_kt, s_vt, block_idx + row * n_list, count,
+        qk_scale, BLOCK_N, HEAD_DIM, IEEE, WIDE, LAZY, AHEAD,
+    )  # fmt: skip
     acc, m_i, l_i = _attend_diagonal(
         acc,
         m_i,
