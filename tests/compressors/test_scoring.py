@@ -13,9 +13,10 @@ from ragline.compressors.scoring import LMScorer, SurprisalStream
 from ragline.models.loader import load_causal_lm
 
 
-@pytest.fixture(scope="module")
-def scorer(tiny_lm_dir: Path) -> LMScorer:
-    return LMScorer(load_causal_lm(str(tiny_lm_dir), device="cpu"), batch_tokens=300)
+@pytest.fixture(scope="module", params=[True, False], ids=["packed", "padded"])
+def scorer(tiny_lm_dir: Path, request: pytest.FixtureRequest) -> LMScorer:
+    lm = load_causal_lm(str(tiny_lm_dir), device="cpu")
+    return LMScorer(lm, batch_tokens=300, packed=request.param)
 
 
 def _ids(n: int, seed: int) -> list[int]:
@@ -124,3 +125,20 @@ def test_batches_minimise_padding_plus_overhead(scorer: LMScorer, seed: int) -> 
         assert len(b) == 1 or len(b) * width <= planner.batch_tokens
         cost += len(b) * width + planner.batch_overhead
     assert cost == _brute_force_cost(lengths, planner.batch_tokens, planner.batch_overhead)
+
+
+@pytest.mark.parametrize("softcap", [None, 3.0])
+def test_tiled_vocabulary_projection_equals_full_log_softmax(
+    scorer: LMScorer, monkeypatch: pytest.MonkeyPatch, softcap: float | None
+) -> None:
+    # odd tiles: 7 positions x 50 vocabulary rows, so every loop runs partial last tiles
+    monkeypatch.setattr("ragline.compressors.scoring._HEAD_TILES", {"cpu": (7, 50)})
+    monkeypatch.setattr(scorer, "_softcap", softcap)
+    g = torch.Generator().manual_seed(7)
+    hidden = torch.randn(23, scorer._head.weight.shape[1], generator=g)
+    targets = torch.randint(0, scorer._head.weight.shape[0], (23,), generator=g)
+    logits = scorer._head(hidden).float()
+    if softcap:
+        logits = torch.tanh(logits / softcap) * softcap
+    want = torch.log_softmax(logits, -1).gather(1, targets[:, None]).squeeze(1)
+    torch.testing.assert_close(scorer.token_logprobs(hidden, targets), want, rtol=1e-5, atol=1e-5)

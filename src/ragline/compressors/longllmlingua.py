@@ -54,7 +54,12 @@ class LLMLinguaConfig(StageConfig):
     keep_numbers: bool = True
     """Never drop a word containing a digit (dates, amounts, counts are often the answer)."""
     batch_tokens: int = Field(default=8192, ge=256)
-    """Padded tokens per scoring batch: larger is faster until memory runs out."""
+    """Tokens per scoring pass (padding included when not packed); larger needs more memory."""
+    packed: bool | None = None
+    """Score documents packed into one padding-free sequence (Llama, Mistral, Qwen2 models).
+
+    None: packed on a CPU, where it measured 25 % faster; padded batches on a GPU.
+    """
 
     @field_validator("context_budget")
     @classmethod
@@ -104,7 +109,7 @@ class _Compressor(ConfiguredStage[Any]):
             if dtype == "auto" and pick_device(cfg.device) == "cpu" and cpu_has_native_bf16():
                 dtype = "bfloat16"
             lm = load_causal_lm(cfg.model, dtype=dtype, device=cfg.device)
-            self._scorer = LMScorer(lm, batch_tokens=cfg.batch_tokens)
+            self._scorer = LMScorer(lm, batch_tokens=cfg.batch_tokens, packed=cfg.packed)
 
     def settings(self) -> Settings:
         """The algorithm settings this stage's config gives."""

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ragline.compressors.packed import PackedDecoder, packing_refusal
 from ragline.errors import RaglineError
 from ragline.models.loader import cache_kwarg
 
@@ -21,10 +22,12 @@ if TYPE_CHECKING:
 
 __all__ = ["LMScorer", "RankPass", "SurprisalStream"]
 
-# Positions per vocabulary projection: bounds memory at chunk x vocab floats. On a CPU a
-# 128 x 49K block stays in cache for the logsumexp that follows (measured 2x faster in bf16
-# than 1024 rows); a GPU wants fewer, larger launches.
-_HEAD_CHUNK = {"cpu": 128, "cuda": 1024}
+# Vocabulary projection tiles: (positions, vocabulary rows) per product, None = the whole
+# vocabulary. A CPU streams the head weight once per position tile, so it wants many
+# positions; the logits that follow stay small because the vocabulary is cut too (1024 x 4096
+# took 0.55 of the time of 128 positions x the whole 49K vocabulary, SmolLM2 bf16 on 2 AMX
+# cores). A GPU wants few, large launches.
+_HEAD_TILES: dict[str, tuple[int, int | None]] = {"cpu": (1024, 4096), "cuda": (1024, None)}
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,12 @@ class LMScorer:
     """Scores text with a loaded causal LM in padding-aware batches."""
 
     def __init__(
-        self, lm: LoadedLM, *, batch_tokens: int = 8192, batch_overhead: int | None = None
+        self,
+        lm: LoadedLM,
+        *,
+        batch_tokens: int = 8192,
+        batch_overhead: int | None = None,
+        packed: bool | None = None,
     ) -> None:
         self.lm = lm
         self.batch_tokens = batch_tokens
@@ -66,7 +74,22 @@ class LMScorer:
                 f"compressor: model {lm.name!r} exposes no decoder/output embeddings; "
                 "expected a transformers causal LM"
             )
+        if getattr(getattr(self._head, "weight", None), "ndim", 0) != 2:
+            raise RaglineError(
+                f"compressor: model {lm.name!r}'s output embeddings have no [vocab, hidden] "
+                "weight; expected a linear head"
+            )
         self._softcap = getattr(model.config, "final_logit_softcapping", None)
+        # Packing wins where the projections' width is the bound (a CPU); a GPU already runs
+        # padded batches as few wide launches, and its per-sequence attention loop would not.
+        refusal = packing_refusal(model)
+        if packed is None:
+            packed = refusal is None and not str(lm.device).startswith("cuda")
+        elif packed and refusal is not None:
+            raise RaglineError(
+                f"compressor: packed scoring needs a Llama-family decoder; {lm.name!r}: {refusal}"
+            )
+        self._packed = PackedDecoder(model) if packed else None
         tok = lm.tokenizer
         start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
         self.start_ids: list[int] = [] if start is None else [int(start)]
@@ -75,17 +98,37 @@ class LMScorer:
     def token_logprobs(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Log-probabilities of `targets` `[N]` under the next-token heads of `hidden` `[N, H]`."""
         import torch
+        import torch.nn.functional as F
 
         out = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
-        chunk = _HEAD_CHUNK.get(hidden.device.type, 1024)
+        rows, cols = _HEAD_TILES.get(hidden.device.type, (1024, None))
+        weight, bias = self._head.weight, getattr(self._head, "bias", None)
+        vocab = weight.shape[0]
+        cols = cols or vocab
         with torch.inference_mode():
-            for s in range(0, hidden.shape[0], chunk):
-                logits = self._head(hidden[s : s + chunk]).float()
-                if self._softcap:
-                    logits = torch.tanh(logits / self._softcap) * self._softcap
-                picked = logits.gather(1, targets[s : s + chunk, None]).squeeze(1)
-                out[s : s + chunk] = picked - torch.logsumexp(logits, dim=-1)
+            for s in range(0, hidden.shape[0], rows):
+                h, t = hidden[s : s + rows], targets[s : s + rows]
+                parts = []
+                for v in range(0, vocab, cols):
+                    tile = F.linear(
+                        h, weight[v : v + cols], None if bias is None else bias[v : v + cols]
+                    )
+                    parts.append(torch.logsumexp(self._capped(tile.float()), dim=-1))
+                lse = torch.logsumexp(torch.stack(parts, -1), dim=-1)
+                # the target's logit, rounded to the head's dtype as the product's output is
+                picked = (h.float() * weight[t].float()).sum(-1)
+                if bias is not None:
+                    picked = picked + bias[t].float()
+                out[s : s + rows] = self._capped(picked.to(weight.dtype).float()) - lse
         return out
+
+    def _capped(self, logits: torch.Tensor) -> torch.Tensor:
+        """Logits after the model's final soft-capping (Gemma), if it has one."""
+        import torch
+
+        if not self._softcap:
+            return logits
+        return torch.tanh(logits / self._softcap) * self._softcap
 
     def surprisal(self, hidden: torch.Tensor, targets: Sequence[int]) -> torch.Tensor:
         """Surprisal (nats, float32 on the CPU) of `targets` predicted by the rows of `hidden`."""
@@ -114,6 +157,44 @@ class LMScorer:
         with torch.inference_mode():
             out = self._decoder(input_ids=ids.to(self.lm.device), use_cache=False)
         return out.last_hidden_state
+
+    def _states(self, rows: list[list[int]]) -> list[torch.Tensor]:
+        """Decoder last hidden states `[len(row), H]` of each row, read alone.
+
+        Packed (no padding, `batch_tokens` tokens per pass) where the model allows it, else in
+        padding-aware batches.
+        """
+        import torch
+
+        lengths = [len(r) for r in rows]
+        hidden = self._decoder.config.hidden_size
+        out: list[Any] = [torch.zeros(0, hidden, device=self.lm.device)] * len(rows)
+        todo = [i for i, n in enumerate(lengths) if n]
+        if self._packed is not None and self._packed.fits(lengths):
+            for group in self._packs(todo, lengths):
+                with torch.inference_mode():
+                    states = self._packed([rows[i] for i in group])
+                for i, h in zip(group, states, strict=True):
+                    out[i] = h
+            return out
+        for batch in self._batches([lengths[i] for i in todo]):
+            h = self._hidden([rows[todo[j]] for j in batch])
+            for b, j in enumerate(batch):
+                out[todo[j]] = h[b, : lengths[todo[j]]]
+        return out
+
+    def _packs(self, rows: Sequence[int], lengths: Sequence[int]) -> list[list[int]]:
+        """`rows` in order, grouped up to `batch_tokens` tokens per pass (a longer row goes alone)."""
+        groups: list[list[int]] = []
+        size = 0
+        for i in rows:
+            if groups and size + lengths[i] <= self.batch_tokens:
+                groups[-1].append(i)
+                size += lengths[i]
+            else:
+                groups.append([i])
+                size = lengths[i]
+        return groups
 
     def _batches(self, lengths: Sequence[int]) -> list[list[int]]:
         """Group row indices into batches that minimise padded tokens plus a per-batch overhead.
@@ -150,20 +231,25 @@ class LMScorer:
 
         room = max(1, self.window - len(self.start_ids) - len(query))
         rows = [[*self.start_ids, *d[:room], *query] for d in docs]
-        nll = [0.0] * len(docs)
-        hidden: list[torch.Tensor] = [torch.zeros(0)] * len(docs)
         covered = [min(len(d), room) for d in docs]
         s0 = len(self.start_ids)
-        for batch in self._batches([len(r) for r in rows]):
-            h = self._hidden([rows[i] for i in batch])
-            for b, i in enumerate(batch):
-                n = covered[i]
-                # Row p predicts token p+1. Without a start token nothing predicts the first
-                # document token; `doc_surprisal` gives it its segment's highest score.
-                hidden[i] = h[b, max(s0 - 1, 0) : s0 + n - 1].detach().clone()
-                if query:
-                    q_rows = h[b, s0 + n - 1 : s0 + n - 1 + len(query)]
-                    nll[i] = float(self.surprisal(q_rows, query).mean())
+        states = self._states(rows)
+        # Row p predicts token p+1. Without a start token nothing predicts the first document
+        # token; `doc_surprisal` gives it its segment's highest score.
+        hidden = [
+            h[max(s0 - 1, 0) : s0 + n - 1].clone() for h, n in zip(states, covered, strict=True)
+        ]
+        nll = [0.0] * len(docs)
+        if query and docs:
+            # one vocabulary projection for every document's query rows
+            q_rows = torch.cat(
+                [
+                    h[s0 + n - 1 : s0 + n - 1 + len(query)]
+                    for h, n in zip(states, covered, strict=True)
+                ]
+            )
+            per_doc = self.surprisal(q_rows, list(query) * len(docs)).view(len(docs), len(query))
+            nll = per_doc.mean(1).tolist()
         return RankPass(query_nll=nll, doc_hidden=hidden, covered=covered)
 
     def doc_surprisal(self, ranked: RankPass, i: int, tokens: Sequence[int]) -> torch.Tensor:
@@ -180,15 +266,12 @@ class LMScorer:
         rows = [[*self.start_ids, *prefix, *s] for s in segments]
         lo = len(self.start_ids) + len(prefix) - 1
         out: list[Any] = [None] * len(segments)
-        for batch in self._batches([len(r) for r in rows]):
-            h = self._hidden([rows[i] for i in batch])
-            for b, i in enumerate(batch):
-                seg = list(segments[i])
-                if lo < 0:  # no start token and no prefix: the first token cannot be predicted
-                    rest = self.surprisal(h[b, : len(seg) - 1], seg[1:])
-                    out[i] = _prepend_max(rest)
-                else:
-                    out[i] = self.surprisal(h[b, lo : lo + len(seg)], seg)
+        for i, h in enumerate(self._states(rows)):
+            seg = list(segments[i])
+            if lo < 0:  # no start token and no prefix: the first token cannot be predicted
+                out[i] = _prepend_max(self.surprisal(h[: len(seg) - 1], seg[1:]))
+            else:
+                out[i] = self.surprisal(h[lo : lo + len(seg)], seg)
         return out
 
 
