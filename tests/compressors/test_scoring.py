@@ -142,3 +142,14 @@ def test_tiled_vocabulary_projection_equals_full_log_softmax(
         logits = torch.tanh(logits / softcap) * softcap
     want = torch.log_softmax(logits, -1).gather(1, targets[:, None]).squeeze(1)
     torch.testing.assert_close(scorer.token_logprobs(hidden, targets), want, rtol=1e-5, atol=1e-5)
+
+
+def test_surprisals_of_several_documents_equal_one_at_a_time(scorer: LMScorer) -> None:
+    g = torch.Generator().manual_seed(3)
+    width = scorer._head.weight.shape[1]
+    pairs = [(torch.randn(n + 2, width, generator=g), _ids(n, n)) for n in [4, 0, 31, 1]]
+    together = scorer.surprisals(pairs)
+    assert [len(x) for x in together] == [4, 0, 31, 1]
+    for got, (h, t) in zip(together, pairs, strict=True):
+        torch.testing.assert_close(got, scorer.surprisal(h, t), rtol=1e-5, atol=1e-5)
+    assert scorer.surprisals([(pairs[1][0], [])])[0].numel() == 0

@@ -145,9 +145,11 @@ class _TokenLevel:
         cond: list[torch.Tensor | None] = [None] * len(short)
         if s.question_aware and short:
             cond = list(self.scorer.prefixed_surprisal(self.q_prefix, [d.ids for _, d, _ in short]))
-        for (i, doc, ratio), c in zip(short, cond, strict=True):
-            plain = self.scorer.doc_surprisal(self.rank, i, doc.ids) if need_plain else None
-            masks[i] = self._keep(doc, 0, len(doc.ids), self._combine(plain, c), ratio)
+        plain: list[torch.Tensor | None] = [None] * len(short)
+        if need_plain and short:
+            plain = list(self.scorer.doc_surprisals(self.rank, [(i, d.ids) for i, d, _ in short]))
+        for (i, doc, ratio), p, c in zip(short, plain, cond, strict=True):
+            masks[i] = self._keep(doc, 0, len(doc.ids), self._combine(p, c), ratio)
         for i, doc, ratio in long_:
             masks[i] = self._iterate(doc, ratio, need_plain)
         return masks
@@ -209,10 +211,10 @@ def compress(
     rank_s = time.perf_counter() - started
     perplexity = [0.0] * len(live)
     if not s.question_aware:
-        perplexity = [
-            float(scorer.doc_surprisal(rank, k, tokenized[i].ids[: rank.covered[k]]).mean())
-            for k, i in enumerate(live)
-        ]
+        own = scorer.doc_surprisals(
+            rank, [(k, tokenized[i].ids[: rank.covered[k]]) for k, i in enumerate(live)]
+        )
+        perplexity = [float(x.mean()) for x in own]
     lm, fused_live = _ranking(question, [docs[i] for i in live], rank, perplexity, s)
     order = sorted(range(len(live)), key=lambda k: -fused_live[k])
     force = [k for k, i in enumerate(live) if docs[i].id in set(s.force_keep)]

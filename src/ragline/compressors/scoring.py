@@ -132,12 +132,22 @@ class LMScorer:
 
     def surprisal(self, hidden: torch.Tensor, targets: Sequence[int]) -> torch.Tensor:
         """Surprisal (nats, float32 on the CPU) of `targets` predicted by the rows of `hidden`."""
+        return self.surprisals([(hidden, targets)])[0]
+
+    def surprisals(self, pairs: Sequence[tuple[torch.Tensor, Sequence[int]]]) -> list[torch.Tensor]:
+        """`surprisal` of each `(hidden rows, targets)` pair, in one vocabulary projection.
+
+        One projection streams the head weight once per position tile, not once per document.
+        """
         import torch
 
-        if len(targets) == 0:
-            return torch.zeros(0)
-        t = torch.tensor(list(targets), dtype=torch.long, device=hidden.device)
-        return (-self.token_logprobs(hidden, t)).cpu()
+        sizes = [len(t) for _, t in pairs]
+        if not sum(sizes):
+            return [torch.zeros(0) for _ in pairs]
+        rows = torch.cat([h[: len(t)] for h, t in pairs if len(t)])
+        flat = [int(x) for _, t in pairs for x in t]
+        t = torch.tensor(flat, dtype=torch.long, device=rows.device)
+        return list((-self.token_logprobs(rows, t)).cpu().split(sizes))
 
     def _hidden(self, rows: list[list[int]]) -> torch.Tensor:
         """Decoder last hidden states `[B, T, H]` of right-padded `rows` (padding rows are junk).
@@ -254,10 +264,16 @@ class LMScorer:
 
     def doc_surprisal(self, ranked: RankPass, i: int, tokens: Sequence[int]) -> torch.Tensor:
         """Surprisal of document i's first `len(tokens)` tokens, read alone, from the rank pass."""
-        rows = ranked.doc_hidden[i]
+        return self.doc_surprisals(ranked, [(i, tokens)])[0]
+
+    def doc_surprisals(
+        self, ranked: RankPass, docs: Sequence[tuple[int, Sequence[int]]]
+    ) -> list[torch.Tensor]:
+        """`doc_surprisal` of several `(i, tokens)` documents, in one vocabulary projection."""
         if self.start_ids:
-            return self.surprisal(rows[: len(tokens)], tokens)
-        return _prepend_max(self.surprisal(rows[: len(tokens) - 1], tokens[1:]))
+            return self.surprisals([(ranked.doc_hidden[i], tokens) for i, tokens in docs])
+        rest = self.surprisals([(ranked.doc_hidden[i], tokens[1:]) for i, tokens in docs])
+        return [_prepend_max(r) for r in rest]
 
     def prefixed_surprisal(
         self, prefix: Sequence[int], segments: Sequence[Sequence[int]]
@@ -265,14 +281,11 @@ class LMScorer:
         """Surprisal of each segment's tokens read after `prefix` (start token first), batched."""
         rows = [[*self.start_ids, *prefix, *s] for s in segments]
         lo = len(self.start_ids) + len(prefix) - 1
-        out: list[Any] = [None] * len(segments)
-        for i, h in enumerate(self._states(rows)):
-            seg = list(segments[i])
-            if lo < 0:  # no start token and no prefix: the first token cannot be predicted
-                out[i] = _prepend_max(self.surprisal(h[: len(seg) - 1], seg[1:]))
-            else:
-                out[i] = self.surprisal(h[lo : lo + len(seg)], seg)
-        return out
+        states = self._states(rows)
+        if lo < 0:  # no start token and no prefix: the first token cannot be predicted
+            rest = self.surprisals([(h, s[1:]) for h, s in zip(states, segments, strict=True)])
+            return [_prepend_max(r) for r in rest]
+        return self.surprisals([(h[lo:], s) for h, s in zip(states, segments, strict=True)])
 
 
 def _prepend_max(values: torch.Tensor) -> torch.Tensor:
