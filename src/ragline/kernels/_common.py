@@ -74,16 +74,16 @@ class KernelTuning:
         lazy: rescale the running output only when a row's maximum grows by more than 2^8.
         ahead: block-sparse only: issue the next listed tile's scores before this tile's
             softmax, so the tensor cores and the exponentials can overlap; it holds one more
-            key tile, so it runs in at most two stages. None (the default) takes it at head
-            dims up to 128, where it measured 2-5 % faster on an H200, and not at 256, where
-            it measured 3 % slower.
+            key tile, so it runs in at most two stages. Off by default: on H200s it measured
+            2-5 % faster up to 128K on one machine and within 1 % on another, but 20 % slower
+            at 512K-1M, where the far-flung listed blocks need the deeper load pipeline.
     """
 
     num_warps: int | None = None
     num_stages: int = 3
     wide: bool = True
     lazy: bool = False
-    ahead: bool | None = None
+    ahead: bool = False
 
 
 def import_triton() -> Any:
@@ -189,6 +189,6 @@ def run_sparse(
         q, k, v, plan, out, lse,
         1.0 / math.sqrt(d) if scale is None else scale,
         tuning.num_warps or (4 if d == 64 else 8), stages, wide, tuning.lazy,
-        d <= 128 if tuning.ahead is None else tuning.ahead,
+        tuning.ahead,
     )  # fmt: skip
     return out, lse
