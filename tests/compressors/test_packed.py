@@ -43,7 +43,7 @@ def _model(kind: str, **extra: Any) -> Any:
         "gemma3": (Gemma3TextConfig, Gemma3ForCausalLM, {"head_dim": 8}),
     }
     config_cls, model_cls, defaults = classes[kind]
-    config = config_cls(**SMALL, **{**defaults, **extra})
+    config = config_cls(**{**SMALL, **defaults, **extra})
     model = model_cls(config).eval()
     with torch.no_grad():  # random biases: zeros would hide a bias applied to the wrong slice
         for name, p in model.named_parameters():
@@ -62,10 +62,10 @@ def _alone(model: Any, row: list[int]) -> torch.Tensor:
         return model.get_decoder()(input_ids=torch.tensor([row])).last_hidden_state[0]
 
 
-@pytest.mark.parametrize("kind", ["llama", "qwen2", "mistral"])
+@pytest.mark.parametrize("kind", ["llama", "qwen2", "mistral", "llama-mha"])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_packed_rows_equal_the_model_reading_each_alone(kind: str, seed: int) -> None:
-    model = _model(kind)
+    model = _model("llama", num_key_value_heads=6) if kind == "llama-mha" else _model(kind)
     lengths = random.Random(seed).choices([1, 2, 7, 13, 33, 40], k=5)
     rows = _rows(lengths, seed)
     want = [_alone(model, r) for r in rows]
@@ -85,7 +85,8 @@ def test_fusing_leaves_the_models_own_forward_unchanged() -> None:
         after = model(input_ids=ids).logits
     assert torch.equal(before, after)
     attn = model.get_decoder().layers[0].self_attn
-    assert attn.k_proj.weight.data_ptr() > attn.q_proj.weight.data_ptr()  # one shared buffer
+    q, k = attn.q_proj.weight, attn.k_proj.weight
+    assert k.data_ptr() == q.data_ptr() + q.numel() * q.element_size()  # one buffer, in order
 
 
 def test_packed_follows_the_model_to_another_dtype() -> None:
@@ -98,6 +99,28 @@ def test_packed_follows_the_model_to_another_dtype() -> None:
     for g, r in zip(got, rows, strict=True):
         assert g.dtype == torch.float64
         torch.testing.assert_close(g, _alone(model, r), rtol=1e-10, atol=1e-10)
+
+
+def test_bfloat16_rows_match_the_model_reading_each_alone() -> None:
+    model = _model("llama").to(torch.bfloat16)
+    rows = _rows([3, 30, 11], 6)
+    with torch.inference_mode():
+        got = PackedDecoder(model)(rows)
+    for g, r in zip(got, rows, strict=True):
+        want = _alone(model, r).float()
+        assert (g.float() - want).abs().max() <= 0.05 * want.abs().max()
+
+
+def test_fusing_inside_inference_mode_keeps_the_shared_weights_trainable() -> None:
+    model = _model("llama")
+    with torch.inference_mode():
+        packed = PackedDecoder(model)
+    model.to(torch.float64)  # parameters replaced: the next call fuses again
+    with torch.inference_mode():
+        packed(_rows([4], 0))
+    for p in model.parameters():
+        assert not p.is_inference()
+    model(input_ids=torch.tensor([[1, 2, 3]])).logits.sum().backward()
 
 
 def test_sliding_window_rows_longer_than_the_window_do_not_fit() -> None:
@@ -117,6 +140,24 @@ def test_other_layer_shapes_are_refused_with_the_reason(kind: str, reason: str) 
     assert reason in (packing_refusal(model) or "")
     with pytest.raises(ValueError, match=reason):
         PackedDecoder(model)
+
+
+def test_wrapped_or_hooked_projections_and_dynamic_rope_are_refused() -> None:
+    class Adapter(torch.nn.Linear):
+        pass
+
+    model = _model("llama")
+    layer = model.get_decoder().layers[0]
+    old = layer.mlp.up_proj
+    layer.mlp.up_proj = Adapter(old.in_features, old.out_features, bias=old.bias is not None)
+    assert "Adapter" in (packing_refusal(model) or "")
+    layer.mlp.up_proj = old
+    handle = layer.self_attn.k_proj.register_forward_hook(lambda *a: None)
+    assert "hooks" in (packing_refusal(model) or "")
+    handle.remove()
+    assert packing_refusal(model) is None
+    dynamic = _model("llama", rope_parameters={"rope_type": "dynamic", "factor": 2.0})
+    assert "dynamic" in (packing_refusal(dynamic) or "")
 
 
 def test_empty_row_is_an_error() -> None:

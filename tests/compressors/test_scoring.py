@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from ragline.compressors.scoring import LMScorer, SurprisalStream
+from ragline.errors import RaglineError
 from ragline.models.loader import load_causal_lm
 
 
@@ -144,12 +145,74 @@ def test_tiled_vocabulary_projection_equals_full_log_softmax(
     torch.testing.assert_close(scorer.token_logprobs(hidden, targets), want, rtol=1e-5, atol=1e-5)
 
 
-def test_surprisals_of_several_documents_equal_one_at_a_time(scorer: LMScorer) -> None:
+def test_surprisals_of_several_documents_equal_full_log_softmax(scorer: LMScorer) -> None:
     g = torch.Generator().manual_seed(3)
     width = scorer._head.weight.shape[1]
     pairs = [(torch.randn(n + 2, width, generator=g), _ids(n, n)) for n in [4, 0, 31, 1]]
     together = scorer.surprisals(pairs)
     assert [len(x) for x in together] == [4, 0, 31, 1]
     for got, (h, t) in zip(together, pairs, strict=True):
-        torch.testing.assert_close(got, scorer.surprisal(h, t), rtol=1e-5, atol=1e-5)
-    assert scorer.surprisals([(pairs[1][0], [])])[0].numel() == 0
+        logp = torch.log_softmax(scorer._head(h[: len(t)]).float(), -1)
+        want = -logp.gather(1, torch.tensor(t, dtype=torch.long)[:, None]).squeeze(1)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    with pytest.raises(RaglineError, match="cannot predict"):
+        scorer.surprisals([(pairs[0][0][:2], [1, 2, 3])])
+
+
+def test_without_a_start_token_ranking_and_streams_equal_single_passes(
+    scorer: LMScorer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(scorer, "start_ids", [])
+    docs = [_ids(n, 40 + n) for n in [6, 0, 23]]
+    query = _ids(5, 77)
+    ranked = scorer.rank(docs, query)
+    for i, d in enumerate(docs):
+        if not d:  # nothing predicts the first query token: the rest is scored
+            want = _full_surprisal(scorer, query[:1], query[1:]).mean()
+            assert ranked.query_nll[i] == pytest.approx(float(want), rel=1e-4, abs=1e-4)
+            continue
+        want = _full_surprisal(scorer, d, query).mean()
+        assert ranked.query_nll[i] == pytest.approx(float(want), rel=1e-4, abs=1e-4)
+        plain = scorer.doc_surprisal(ranked, i, d)
+        torch.testing.assert_close(plain[1:], _full_surprisal(scorer, d[:1], d[1:]))
+        assert plain[0] == plain.max()  # the unpredictable first token is kept
+    segs = [_ids(9, 5), _ids(2, 6)]
+    for got, seg in zip(scorer.prefixed_surprisal([], segs), segs, strict=True):
+        torch.testing.assert_close(got[1:], _full_surprisal(scorer, seg[:1], seg[1:]))
+    assert scorer.rank([[]], query[:1]).query_nll == [float("inf")]  # nothing to score
+
+
+def test_packing_choice_refusal_and_window_fallback(tiny_lm_dir: Path) -> None:
+    lm = load_causal_lm(str(tiny_lm_dir), device="cpu")
+    assert LMScorer(lm)._packed is not None  # a Llama on a CPU packs by default
+    assert LMScorer(lm, packed=False)._packed is None
+    docs, query = [_ids(n, n) for n in [30, 3, 12]], _ids(4, 1)
+    want = LMScorer(lm, packed=False).rank(docs, query).query_nll
+    narrow = LMScorer(lm, packed=True)
+    assert narrow._packed is not None
+    narrow._packed.window = 10  # rows longer than a sliding window take the padded path
+    assert not narrow._packed.fits([30])
+    assert narrow.rank(docs, query).query_nll == pytest.approx(want, rel=1e-5, abs=1e-5)
+    lm.model.get_decoder().layers[0].self_attn.q_norm = torch.nn.Identity()
+    try:
+        with pytest.raises(RaglineError, match="packed scoring needs"):
+            LMScorer(lm, packed=True)
+        assert LMScorer(lm)._packed is None
+    finally:
+        del lm.model.get_decoder().layers[0].self_attn.q_norm
+
+
+def test_a_head_that_is_not_a_plain_linear_runs_as_its_module(scorer: LMScorer) -> None:
+    class Scaled(torch.nn.Linear):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return super().forward(x) * 2.0
+
+    head = scorer._head
+    wrapped = Scaled(head.in_features, head.out_features, bias=False)
+    wrapped.weight = head.weight
+    other = LMScorer.__new__(LMScorer)
+    other.__dict__.update(scorer.__dict__, _head=wrapped, _plain_head=False)
+    h = torch.randn(5, head.in_features)
+    t = torch.tensor([1, 2, 3, 4, 5])
+    want = torch.log_softmax(wrapped(h).float(), -1).gather(1, t[:, None]).squeeze(1)
+    torch.testing.assert_close(other.token_logprobs(h, t), want, rtol=1e-5, atol=1e-5)

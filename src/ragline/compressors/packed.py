@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["PackedDecoder", "packing_refusal"]
+__all__ = ["PackedDecoder", "linear_refusal", "packing_refusal"]
 
 # Families whose decoder layer is the plain pre-norm Llama layer (Qwen2 adds q/k/v biases,
 # which the projection modules carry; Mistral adds an optional sliding window).
@@ -49,8 +49,29 @@ def packing_refusal(model: Any) -> str | None:
             (attn.q_proj, attn.k_proj, attn.v_proj),
             (layer.mlp.gate_proj, layer.mlp.up_proj),
         ):
+            for m in group:
+                reason = linear_refusal(m)
+                if reason is not None:
+                    return reason
             if len({m.bias is None for m in group}) > 1:
                 return "some of its fused projections have biases and some do not"
+    rope = str(getattr(dec.rotary_emb, "rope_type", "default"))
+    if "dynamic" in rope:
+        # its frequencies depend on the longest position in the call, i.e. on the packed rows
+        return f"its rotary embedding ({rope!r}) rescales with the sequence length"
+    return None
+
+
+def linear_refusal(m: Any) -> str | None:
+    """Why the packed path could not stand in for module `m`'s own forward (None: it can)."""
+    import torch
+
+    if type(m) is not torch.nn.Linear:
+        return f"a projection is a {type(m).__name__}, not a plain Linear (adapters, quantisation)"
+    if m._forward_hooks or m._forward_pre_hooks or hasattr(m, "_hf_hook"):
+        return "a projection has forward hooks (offloading, adapters)"
+    if not m.weight.is_floating_point() or m.weight.device.type == "meta":
+        return "a projection's weight is not a materialised floating-point tensor"
     return None
 
 
@@ -133,48 +154,44 @@ def _fused(layer: Any) -> tuple[Any, Any, Any, Any]:
     """`(qkv_w, qkv_b, gu_w, gu_b)` of `layer`: its `[q; k; v]` and `[gate; up]` projections.
 
     Wide products are the point of packing: one 960-row weight instead of 576 + 192 + 192
-    (SmolLM2), one of 3072 instead of two of 1536. The module parameters are re-pointed at row
-    slices of the fused tensors, so their values and the model's own forward are unchanged and
-    nothing is held twice. Cached on the layer, and rebuilt if the parameters moved (`.to()`).
+    (SmolLM2), one of 3072 instead of two of 1536. The first call re-points the module
+    parameters at row slices of one new tensor per group, so their values and the model's own
+    forward are unchanged and nothing is held twice; later calls find them adjacent in memory
+    and view them whole. Nothing is cached: after `model.to()` the old storage is freed and the
+    next call fuses again.
     """
     attn, mlp = layer.self_attn, layer.mlp
-    parts = (
-        [attn.q_proj, attn.k_proj, attn.v_proj],
-        [mlp.gate_proj, mlp.up_proj],
-    )
-    cached = layer.__dict__.get("_ragline_fused")
-    if cached is not None and all(
-        _is_view_of(fused, [getattr(m, kind) for m in mods])
-        for fused, mods, kind in zip(cached, (parts[0], parts[0], parts[1], parts[1]),
-                                     ("weight", "bias", "weight", "bias"), strict=True)
-    ):  # fmt: skip
-        return cached
-    out: list[torch.Tensor | None] = []
-    for mods in parts:
-        out.append(_concat_as_views([m.weight for m in mods]))
-        out.append(None if mods[0].bias is None else _concat_as_views([m.bias for m in mods]))
-    fused = (out[0], out[1], out[2], out[3])
-    layer.__dict__["_ragline_fused"] = fused
-    return fused
+    out: list[Any] = []
+    for mods in ([attn.q_proj, attn.k_proj, attn.v_proj], [mlp.gate_proj, mlp.up_proj]):
+        out.append(_as_one([m.weight for m in mods]))
+        out.append(None if mods[0].bias is None else _as_one([m.bias for m in mods]))
+    return out[0], out[1], out[2], out[3]
 
 
-def _is_view_of(fused: Any, params: Sequence[Any]) -> bool:
-    """Whether `params` are still the consecutive row slices of `fused` (None: no biases)."""
-    if fused is None:
-        return all(p is None for p in params)
-    row = 0
-    for p in params:
-        if p is None or p.data_ptr() != fused[row].data_ptr() or p.dtype != fused.dtype:
-            return False
-        row += p.shape[0]
-    return row == fused.shape[0]
-
-
-def _concat_as_views(params: Sequence[Any]) -> torch.Tensor:
-    """Concatenate parameters along dim 0 and make each one a view of its slice."""
+def _as_one(params: Sequence[Any]) -> torch.Tensor:
+    """`params` concatenated along dim 0, as a view when they already lie end to end."""
     import torch
 
-    with torch.no_grad():
+    first = params[0]
+    end = first.data_ptr()
+    adjacent = True
+    for p in params:
+        if (
+            p.data_ptr() != end
+            or not p.is_contiguous()
+            or p.dtype != first.dtype
+            or p.shape[1:] != first.shape[1:]
+            or p.untyped_storage().data_ptr() != first.untyped_storage().data_ptr()
+        ):
+            adjacent = False
+            break
+        end += p.numel() * p.element_size()
+    rows = sum(p.shape[0] for p in params)
+    if adjacent:
+        return first.detach().as_strided((rows, *first.shape[1:]), first.stride())
+    # Outside inference mode: the model is shared, and inference tensors as its parameters
+    # would refuse autograd to every later user.
+    with torch.inference_mode(False), torch.no_grad():
         fused = torch.cat([p.data for p in params])
         row = 0
         for p in params:

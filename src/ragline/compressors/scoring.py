@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ragline.compressors.packed import PackedDecoder, packing_refusal
+from ragline.compressors.packed import PackedDecoder, linear_refusal, packing_refusal
 from ragline.errors import RaglineError
 from ragline.models.loader import cache_kwarg
 
@@ -57,6 +57,8 @@ class LMScorer:
         batch_overhead: int | None = None,
         packed: bool | None = None,
     ) -> None:
+        import torch
+
         self.lm = lm
         self.batch_tokens = batch_tokens
         # What one more forward pass costs, in padded tokens. A CPU runs a 135M model at
@@ -74,21 +76,19 @@ class LMScorer:
                 f"compressor: model {lm.name!r} exposes no decoder/output embeddings; "
                 "expected a transformers causal LM"
             )
-        if getattr(getattr(self._head, "weight", None), "ndim", 0) != 2:
-            raise RaglineError(
-                f"compressor: model {lm.name!r}'s output embeddings have no [vocab, hidden] "
-                "weight; expected a linear head"
-            )
+        # The tiled projection reads the weight itself; any other head runs as its module.
+        self._plain_head = linear_refusal(self._head) is None
         self._softcap = getattr(model.config, "final_logit_softcapping", None)
         # Packing wins where the projections' width is the bound (a CPU); a GPU already runs
         # padded batches as few wide launches, and its per-sequence attention loop would not.
-        refusal = packing_refusal(model)
-        if packed is None:
-            packed = refusal is None and not str(lm.device).startswith("cuda")
-        elif packed and refusal is not None:
-            raise RaglineError(
-                f"compressor: packed scoring needs a Llama-family decoder; {lm.name!r}: {refusal}"
-            )
+        if packed is not False:
+            refusal = packing_refusal(model)
+            if packed and refusal is not None:
+                raise RaglineError(
+                    f"compressor: packed scoring needs a Llama-family decoder; "
+                    f"{lm.name!r}: {refusal}"
+                )
+            packed = refusal is None and torch.device(lm.device).type == "cpu"
         self._packed = PackedDecoder(model) if packed else None
         tok = lm.tokenizer
         start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
@@ -102,10 +102,16 @@ class LMScorer:
 
         out = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
         rows, cols = _HEAD_TILES.get(hidden.device.type, (1024, None))
-        weight, bias = self._head.weight, getattr(self._head, "bias", None)
-        vocab = weight.shape[0]
-        cols = cols or vocab
         with torch.inference_mode():
+            if not self._plain_head:
+                for s in range(0, hidden.shape[0], rows):
+                    logits = self._capped(self._head(hidden[s : s + rows]).float())
+                    picked = logits.gather(1, targets[s : s + rows, None]).squeeze(1)
+                    out[s : s + rows] = picked - torch.logsumexp(logits, dim=-1)
+                return out
+            weight, bias = self._head.weight, self._head.bias
+            vocab = weight.shape[0]
+            cols = cols or vocab
             for s in range(0, hidden.shape[0], rows):
                 h, t = hidden[s : s + rows], targets[s : s + rows]
                 parts = []
@@ -142,12 +148,17 @@ class LMScorer:
         import torch
 
         sizes = [len(t) for _, t in pairs]
+        for h, tokens in pairs:
+            if h.shape[0] < len(tokens):
+                raise RaglineError(
+                    f"compressor: {h.shape[0]} hidden rows cannot predict {len(tokens)} targets"
+                )
         if not sum(sizes):
             return [torch.zeros(0) for _ in pairs]
-        rows = torch.cat([h[: len(t)] for h, t in pairs if len(t)])
-        flat = [int(x) for _, t in pairs for x in t]
-        t = torch.tensor(flat, dtype=torch.long, device=rows.device)
-        return list((-self.token_logprobs(rows, t)).cpu().split(sizes))
+        rows = torch.cat([h[: len(tokens)] for h, tokens in pairs if len(tokens)])
+        flat = [int(x) for _, tokens in pairs for x in tokens]
+        targets = torch.tensor(flat, dtype=torch.long, device=rows.device)
+        return list((-self.token_logprobs(rows, targets)).cpu().split(sizes))
 
     def _hidden(self, rows: list[list[int]]) -> torch.Tensor:
         """Decoder last hidden states `[B, T, H]` of right-padded `rows` (padding rows are junk).
@@ -237,7 +248,6 @@ class LMScorer:
 
         A document longer than the window is read from its start, as far as fits with the query.
         """
-        import torch
 
         room = max(1, self.window - len(self.start_ids) - len(query))
         rows = [[*self.start_ids, *d[:room], *query] for d in docs]
@@ -251,15 +261,14 @@ class LMScorer:
         ]
         nll = [0.0] * len(docs)
         if query and docs:
-            # one vocabulary projection for every document's query rows
-            q_rows = torch.cat(
-                [
-                    h[s0 + n - 1 : s0 + n - 1 + len(query)]
-                    for h, n in zip(states, covered, strict=True)
-                ]
-            )
-            per_doc = self.surprisal(q_rows, list(query) * len(docs)).view(len(docs), len(query))
-            nll = per_doc.mean(1).tolist()
+            # One vocabulary projection for every document's query rows. Row p predicts token
+            # p+1, so with no start token and an empty document the first query token has no
+            # predictor; a document that predicts nothing ranks last (inf).
+            pairs = [
+                (h[s0 + n - 1 :], query) if s0 + n else (h, query[1:])
+                for h, n in zip(states, covered, strict=True)
+            ]
+            nll = [float(x.mean()) if x.numel() else float("inf") for x in self.surprisals(pairs)]
         return RankPass(query_nll=nll, doc_hidden=hidden, covered=covered)
 
     def doc_surprisal(self, ranked: RankPass, i: int, tokens: Sequence[int]) -> torch.Tensor:
