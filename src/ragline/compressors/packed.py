@@ -2,8 +2,9 @@
 
 Scoring reads twenty ~150-token documents at a time. Padded batches of them run the
 projections as many short matrix products; on a CPU those are the bound, and one packed row
-of ~3000 tokens runs them as single wide products (measured 25 % less decoder time on a
-2-core AMX Xeon for NQ top-20 inputs with SmolLM2-135M, `benchmarks/compression.py`). The
+of ~3000 tokens runs them as single wide products (25 % less decoder time, interleaved with
+the padded path, on a 2-core AMX Xeon for NQ top-20 inputs with SmolLM2-135M; end to end,
+`benchmarks/compression.py` against `--ragline-option packed=false`). The
 attention is the only part that sees sequence boundaries: it runs per sequence, with positions
 restarting at 0, so each sequence's states equal what the model computes for it alone (up to
 the rounding of differently blocked matrix products).
