@@ -58,7 +58,7 @@ class LLMLinguaConfig(StageConfig):
     packed: bool | None = None
     """Score documents packed into one padding-free sequence (Llama, Mistral, Qwen2 models).
 
-    None: packed on a CPU, where it measured 25 % faster; padded batches on a GPU.
+    None: packed on a CPU, where the decoder measured 25 % faster; padded batches on a GPU.
     """
 
     @field_validator("context_budget")

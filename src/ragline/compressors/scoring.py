@@ -47,7 +47,7 @@ class RankPass:
 
 
 class LMScorer:
-    """Scores text with a loaded causal LM in padding-aware batches."""
+    """Scores text with a loaded causal LM, packed or in padding-aware batches."""
 
     def __init__(
         self,
