@@ -100,16 +100,15 @@ def dense_ms(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: Any, n:
         return float("nan")
 
 
-# For block-sparse, the score lookahead (`ahead`, the default up to head dim 128) caps the
-# stages at two, so the stage variants differ only for vertical-slash; the last entry times the
-# block-sparse loop without the lookahead.
+# The last entry times the block-sparse score lookahead (`ahead`, off by default; it caps the
+# stages at two, and vertical-slash ignores it).
 TUNINGS = [
     KernelTuning(num_warps=8, num_stages=3, wide=True),  # the library default for head dim 128
     KernelTuning(num_warps=8, num_stages=4, wide=True),
     KernelTuning(num_warps=8, num_stages=2, wide=True),
     KernelTuning(num_warps=4, num_stages=3, wide=True),
     KernelTuning(num_warps=8, num_stages=3, wide=False),
-    KernelTuning(num_warps=8, num_stages=3, wide=True, ahead=False),  # block-sparse: no lookahead
+    KernelTuning(num_warps=8, num_stages=3, wide=True, ahead=True),  # block-sparse lookahead
 ]
 # Head dim 256 always runs 64-key steps in two stages (larger tiles pass shared memory): only
 # the warp count is open.
