@@ -128,16 +128,23 @@ def test_batches_minimise_padding_plus_overhead(scorer: LMScorer, seed: int) -> 
     assert cost == _brute_force_cost(lengths, planner.batch_tokens, planner.batch_overhead)
 
 
-@pytest.mark.parametrize("softcap", [None, 3.0])
+@pytest.mark.parametrize(("softcap", "bias"), [(None, False), (3.0, False), (None, True)])
 def test_tiled_vocabulary_projection_equals_full_log_softmax(
-    scorer: LMScorer, monkeypatch: pytest.MonkeyPatch, softcap: float | None
+    scorer: LMScorer, monkeypatch: pytest.MonkeyPatch, softcap: float | None, bias: bool
 ) -> None:
     # odd tiles: 7 positions x 50 vocabulary rows, so every loop runs partial last tiles
     monkeypatch.setattr("ragline.compressors.scoring._HEAD_TILES", {"cpu": (7, 50)})
     monkeypatch.setattr(scorer, "_softcap", softcap)
     g = torch.Generator().manual_seed(7)
+    if bias:
+        head = torch.nn.Linear(*reversed(scorer._head.weight.shape))
+        with torch.no_grad():
+            head.weight.copy_(scorer._head.weight)
+            head.bias.copy_(torch.randn(head.out_features, generator=g))
+        monkeypatch.setattr(scorer, "_head", head)
     hidden = torch.randn(23, scorer._head.weight.shape[1], generator=g)
     targets = torch.randint(0, scorer._head.weight.shape[0], (23,), generator=g)
+    assert scorer.token_logprobs(hidden[:0], targets[:0]).shape == (0,)
     logits = scorer._head(hidden).float()
     if softcap:
         logits = torch.tanh(logits / softcap) * softcap
