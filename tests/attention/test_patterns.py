@@ -122,3 +122,26 @@ def test_vertical_slash_scores_at_a_model_scale_equal_scaled_queries() -> None:
     for a, b in zip(got, want, strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
     assert not torch.allclose(got[0], vertical_slash_scores(q, k, 200)[0], atol=1e-3)
+
+
+@pytest.mark.parametrize(("t", "top_k"), [(1000, 6), (2977, 9), (700, 40), (130, 5)])
+def test_block_sparse_indices_same_in_row_bands(
+    monkeypatch: pytest.MonkeyPatch, t: int, top_k: int
+) -> None:
+    import ragline.attention.patterns as patterns
+
+    g = torch.Generator().manual_seed(t)
+    q, k = torch.randn(2, 4, t, 64, generator=g), torch.randn(2, 2, t, 64, generator=g)
+    monkeypatch.setattr(patterns, "_BAND_ELEMENTS", 1 << 40)  # one band: the whole matrix
+    assert patterns._bands(-(-t // 128), -(-t // 64), 2, 1) == [None]
+    whole = block_sparse_indices(q, k, top_k)
+    whole_ranked = block_sparse_indices(q, k, top_k, ranked=True)
+    monkeypatch.setattr(patterns, "_BAND_ELEMENTS", 1)
+    bands = patterns._bands(-(-t // 128), -(-t // 64), 2, 1)
+    rows = [b[0] for b in bands if b is not None]
+    assert len(rows) == min(8, -(-t // 128))
+    assert [r.start for r in rows] == [0, *(r.stop for r in rows[:-1])]  # contiguous, in order
+    assert rows[-1].stop == -(-t // 128)
+    banded = block_sparse_indices(q, k, top_k)
+    assert torch.equal(whole.sort(-1).values, banded.sort(-1).values)
+    assert torch.equal(whole_ranked, block_sparse_indices(q, k, top_k, ranked=True))
