@@ -6,19 +6,33 @@ CUDA kernels behind the block-sparse builder. Prints only; the device log of rec
 `benchmarks/results/sparse_prefill_h100_index_profile.log`.
 
     PYTHONPATH=src python benchmarks/sparse_index_profile.py
+
+`--bands NAME` instead times the block-sparse build (top-100) with its row bands (the default
+from 256K) against one whole score matrix, alternated three times per length, checks that both
+give the same indices, and writes `benchmarks/results/sparse_index_bands_NAME.json`:
+
+    PYTHONPATH=src python benchmarks/sparse_index_profile.py --bands h200
 """
 
 from __future__ import annotations
 
+import argparse
+import functools
+import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import ragline.attention.patterns as patterns
+from _common import environment, write_results
 from _sparse_cases import banded_case, block_sparse_case
+from ragline.attention.patterns import block_sparse_indices
+from sparse_prefill import qkv, time_ms
 
 H, H_KV, D = 32, 8, 128
 
@@ -52,5 +66,61 @@ def main() -> None:
         print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=12), flush=True)
 
 
+BAND_LENGTHS = (65536, 131072, 262144, 524288, 1048576)
+
+
+def compare_bands(name: str) -> None:
+    """Block-sparse index build with the library's row bands against one whole score matrix."""
+    case = block_sparse_case(100)
+    banded_at = patterns._BAND_ELEMENTS
+    rows: list[dict[str, Any]] = []
+    for n in BAND_LENGTHS:
+        q, k, _v = qkv(n)
+        timed: dict[str, list[float]] = {"bands": [], "whole": []}
+        patterns._BAND_ELEMENTS = 1 << 62
+        whole = block_sparse_indices(q, k, 100).sort(-1).values
+        patterns._BAND_ELEMENTS = banded_at
+        same = torch.equal(whole, block_sparse_indices(q, k, 100).sort(-1).values)
+        del whole
+        build = functools.partial(case.build, q, k)
+        for _ in range(3):
+            for variant, limit in (("whole", 1 << 62), ("bands", banded_at)):
+                patterns._BAND_ELEMENTS = limit
+                timed[variant].append(time_ms(build))
+        patterns._BAND_ELEMENTS = banded_at
+        row = {
+            "seq_len": n,
+            "banded": len(patterns._bands(-(-n // 128), -(-n // 64), 2, 1)) > 1,
+            "identical_indices": same,
+            "whole_ms": timed["whole"],
+            "bands_ms": timed["bands"],
+            "ratio": statistics.median(timed["bands"]) / statistics.median(timed["whole"]),
+        }
+        rows.append(row)
+        print(f"n={n:>8} bands={row['banded']!s:5} identical={same!s:5} "
+              f"whole {statistics.median(timed['whole']):8.2f} ms  "
+              f"bands {statistics.median(timed['bands']):8.2f} ms  x{row['ratio']:.3f}",
+              flush=True)  # fmt: skip
+        del q, k, _v, build
+        torch.cuda.empty_cache()
+    path = write_results(
+        f"sparse_index_bands_{name}",
+        {
+            **environment(("ragline", "torch", "triton")),
+            "shape": {"heads": 32, "kv_heads": 8, "head_dim": 128, "dtype": "bfloat16"},
+            "what": "block-sparse top-100 index build (indices + plan), ms per call, "
+            "whole score matrix vs row bands, alternated; medians of CUDA-event timings",
+            "results": rows,
+        },
+    )
+    print(path)
+
+
 if __name__ == "__main__":
-    main()
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bands", metavar="NAME", help="compare row bands; write results as NAME")
+    args = ap.parse_args()
+    if args.bands:
+        compare_bands(args.bands)
+    else:
+        main()
