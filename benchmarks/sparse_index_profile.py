@@ -7,9 +7,10 @@ CUDA kernels behind the block-sparse builder. Prints only; the device log of rec
 
     PYTHONPATH=src python benchmarks/sparse_index_profile.py
 
-`--bands NAME` instead times the block-sparse build (top-100) with its row bands (the default
-from 256K) against one whole score matrix, alternated three times per length, checks that both
-give the same indices, and writes `benchmarks/results/sparse_index_bands_NAME.json`:
+`--bands NAME` instead times the block-sparse build (top-100) in row bands (forced at every
+length; the library bands from 256K) against one whole score matrix, alternated three times per
+length, checks that both give the same indices (ranked and not), and writes
+`benchmarks/results/sparse_index_bands_NAME.json`:
 
     PYTHONPATH=src python benchmarks/sparse_index_profile.py --bands h200
 """
@@ -70,46 +71,58 @@ BAND_LENGTHS = (65536, 131072, 262144, 524288, 1048576)
 
 
 def compare_bands(name: str) -> None:
-    """Block-sparse index build with the library's row bands against one whole score matrix."""
+    """Block-sparse index build in row bands (at every length) against one whole score matrix."""
     case = block_sparse_case(100)
-    banded_at = patterns._BAND_ELEMENTS
+    default = patterns._BAND_ELEMENTS
+    variants = (("whole", 1 << 62), ("bands", 1))  # the bands variant bands at every length
     rows: list[dict[str, Any]] = []
-    for n in BAND_LENGTHS:
-        q, k, _v = qkv(n)
-        timed: dict[str, list[float]] = {"bands": [], "whole": []}
-        patterns._BAND_ELEMENTS = 1 << 62
-        whole = block_sparse_indices(q, k, 100).sort(-1).values
-        patterns._BAND_ELEMENTS = banded_at
-        same = torch.equal(whole, block_sparse_indices(q, k, 100).sort(-1).values)
-        del whole
-        build = functools.partial(case.build, q, k)
-        for _ in range(3):
-            for variant, limit in (("whole", 1 << 62), ("bands", banded_at)):
+    try:
+        for n in BAND_LENGTHS:
+            q, k, _v = qkv(n)
+            got: dict[str, list[torch.Tensor]] = {}
+            for variant, limit in variants:
                 patterns._BAND_ELEMENTS = limit
-                timed[variant].append(time_ms(build))
-        patterns._BAND_ELEMENTS = banded_at
-        row = {
-            "seq_len": n,
-            "banded": len(patterns._bands(-(-n // 128), -(-n // 64), 2, 1)) > 1,
-            "identical_indices": same,
-            "whole_ms": timed["whole"],
-            "bands_ms": timed["bands"],
-            "ratio": statistics.median(timed["bands"]) / statistics.median(timed["whole"]),
-        }
-        rows.append(row)
-        print(f"n={n:>8} bands={row['banded']!s:5} identical={same!s:5} "
-              f"whole {statistics.median(timed['whole']):8.2f} ms  "
-              f"bands {statistics.median(timed['bands']):8.2f} ms  x{row['ratio']:.3f}",
-              flush=True)  # fmt: skip
-        del q, k, _v, build
-        torch.cuda.empty_cache()
+                got[variant] = [
+                    block_sparse_indices(q, k, 100).sort(-1).values,
+                    block_sparse_indices(q, k, 100, ranked=True),
+                ]
+            same = torch.equal(got["whole"][0], got["bands"][0])
+            same_ranked = torch.equal(got["whole"][1], got["bands"][1])
+            del got
+            timed: dict[str, list[float]] = {"whole": [], "bands": []}
+            build = functools.partial(case.build, q, k)
+            for _ in range(3):
+                for variant, limit in variants:
+                    patterns._BAND_ELEMENTS = limit
+                    timed[variant].append(time_ms(build))
+            patterns._BAND_ELEMENTS = default
+            row = {
+                "seq_len": n,
+                "banded_by_default": patterns._bands(-(-n // 128), -(-n // 64), 2, 1) != [None],
+                "identical_indices": same,
+                "identical_ranked_indices": same_ranked,
+                "whole_ms": timed["whole"],
+                "bands_ms": timed["bands"],
+                "ratio": statistics.median(timed["bands"]) / statistics.median(timed["whole"]),
+            }
+            rows.append(row)
+            print(f"n={n:>8} default={row['banded_by_default']!s:5} "
+                  f"identical={same and same_ranked!s:5} "
+                  f"whole {statistics.median(timed['whole']):8.2f} ms  "
+                  f"bands {statistics.median(timed['bands']):8.2f} ms  x{row['ratio']:.3f}",
+                  flush=True)  # fmt: skip
+            del q, k, _v, build
+            torch.cuda.empty_cache()
+    finally:
+        patterns._BAND_ELEMENTS = default
     path = write_results(
         f"sparse_index_bands_{name}",
         {
             **environment(("ragline", "torch", "triton")),
             "shape": {"heads": 32, "kv_heads": 8, "head_dim": 128, "dtype": "bfloat16"},
-            "what": "block-sparse top-100 index build (indices + plan), ms per call, "
-            "whole score matrix vs row bands, alternated; medians of CUDA-event timings",
+            "what": "block-sparse top-100 index build (indices + plan), ms per call: one whole "
+            "score matrix vs eight row bands (forced at every length; the library bands where "
+            "banded_by_default), alternated; medians of CUDA-event timings",
             "results": rows,
         },
     )

@@ -124,24 +124,34 @@ def test_vertical_slash_scores_at_a_model_scale_equal_scaled_queries() -> None:
     assert not torch.allclose(got[0], vertical_slash_scores(q, k, 200)[0], atol=1e-3)
 
 
-@pytest.mark.parametrize(("t", "top_k"), [(1000, 6), (2977, 9), (700, 40), (130, 5)])
+@pytest.mark.parametrize(
+    ("t", "top_k", "block_m", "chunked"),
+    [(1000, 6, 128, False), (2977, 9, 128, True), (2977, 5, 64, False), (700, 40, 128, False)],
+)
 def test_block_sparse_indices_same_in_row_bands(
-    monkeypatch: pytest.MonkeyPatch, t: int, top_k: int
+    monkeypatch: pytest.MonkeyPatch, t: int, top_k: int, block_m: int, chunked: bool
 ) -> None:
     import ragline.attention.patterns as patterns
 
-    g = torch.Generator().manual_seed(t)
+    g = torch.Generator().manual_seed(t + top_k)
     q, k = torch.randn(2, 4, t, 64, generator=g), torch.randn(2, 2, t, 64, generator=g)
+    kw = {"block_m": block_m, "block_n": 64, "kv_index": torch.tensor([1, 0, 0, 1])}
+    n_m, n_k, ratio = -(-t // block_m), -(-t // 64), block_m // 64
     monkeypatch.setattr(patterns, "_BAND_ELEMENTS", 1 << 40)  # one band: the whole matrix
-    assert patterns._bands(-(-t // 128), -(-t // 64), 2, 1) == [None]
-    whole = block_sparse_indices(q, k, top_k)
-    whole_ranked = block_sparse_indices(q, k, top_k, ranked=True)
+    assert patterns._bands(n_m, n_k, ratio, 1) == [None]
+    whole = block_sparse_indices(q, k, top_k, **kw)
+    whole_ranked = block_sparse_indices(q, k, top_k, ranked=True, **kw)
     monkeypatch.setattr(patterns, "_BAND_ELEMENTS", 1)
-    bands = patterns._bands(-(-t // 128), -(-t // 64), 2, 1)
+    if chunked:  # one head per score chunk
+        monkeypatch.setattr(patterns, "_CHUNK_BYTES", 1)
+    chosen = max(1, min(top_k - ratio, n_k))
+    bands = patterns._bands(n_m, n_k, ratio, chosen)
     rows = [b[0] for b in bands if b is not None]
-    assert len(rows) == min(8, -(-t // 128))
+    assert len(rows) == min(8, n_m)
     assert [r.start for r in rows] == [0, *(r.stop for r in rows[:-1])]  # contiguous, in order
-    assert rows[-1].stop == -(-t // 128)
-    banded = block_sparse_indices(q, k, top_k)
+    assert rows[-1].stop == n_m
+    if top_k < 20:  # these cases narrow some bands below the full width
+        assert any(b is not None and b[1] < n_k for b in bands)
+    banded = block_sparse_indices(q, k, top_k, **kw)
     assert torch.equal(whole.sort(-1).values, banded.sort(-1).values)
-    assert torch.equal(whole_ranked, block_sparse_indices(q, k, top_k, ranked=True))
+    assert torch.equal(whole_ranked, block_sparse_indices(q, k, top_k, ranked=True, **kw))

@@ -96,6 +96,54 @@ def test_stream_scores_after_only_the_kept_tokens(scorer: LMScorer) -> None:
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
 
 
+def test_stream_after_a_restart_reads_the_kept_head_and_tail_afresh(
+    scorer: LMScorer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the window, the cache restarts from the prefix, the first and the latest kept tokens.
+
+    The restarted context and the next segment are read at fresh contiguous positions, so the
+    reference is one pass over exactly those tokens.
+    """
+    monkeypatch.setattr(scorer, "window", 160)
+    prefix = _ids(6, 11)
+    stream = SurprisalStream(scorer, prefix, keep_first=8)
+    restarts = 0
+    for step in range(12):
+        seg = _ids(40, 100 + step)
+        if stream._next_pos + len(seg) > scorer.window:
+            tail = scorer.window // 2 - len(stream.prefix) - 8
+            body = [*stream.kept[:8], *stream.kept[len(stream.kept) - tail :]]
+            got = stream.score(seg)
+            torch.testing.assert_close(
+                got, _full_surprisal(scorer, [*prefix, *body], seg), rtol=1e-4, atol=1e-4
+            )
+            restarts += 1
+        else:
+            stream.score(seg)
+        stream.keep(seg, [(i + step) % 3 != 0 for i in range(len(seg))])
+    assert restarts >= 2
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_bfloat16_head_projection_matches_full_log_softmax(
+    scorer: LMScorer, monkeypatch: pytest.MonkeyPatch, bias: bool
+) -> None:
+    """The production dtype on a CPU: bf16 tiles, bf16 bias, fewer positions than a tile."""
+    g = torch.Generator().manual_seed(5)
+    w = scorer._head.weight
+    head = torch.nn.Linear(w.shape[1], w.shape[0], bias=bias, dtype=torch.bfloat16)
+    with torch.no_grad():
+        head.weight.copy_(w)
+        if bias:
+            head.bias.copy_(torch.randn(w.shape[0], generator=g))
+    monkeypatch.setattr(scorer, "_head", head)
+    monkeypatch.setattr("ragline.compressors.scoring._HEAD_TILES", {"cpu": (16, 64)})
+    hidden = torch.randn(11, w.shape[1], generator=g).bfloat16()
+    targets = torch.randint(0, w.shape[0], (11,), generator=g)
+    want = torch.log_softmax(head(hidden).float(), -1).gather(1, targets[:, None]).squeeze(1)
+    torch.testing.assert_close(scorer.token_logprobs(hidden, targets), want, rtol=0, atol=2e-2)
+
+
 def _brute_force_cost(lengths: list[int], budget: int, overhead: int) -> float:
     """Cheapest split of the length-sorted rows into contiguous batches, by enumeration."""
     rows = sorted(lengths)
@@ -187,6 +235,14 @@ def test_without_a_start_token_ranking_and_streams_equal_single_passes(
     for got, seg in zip(scorer.prefixed_surprisal([], segs), segs, strict=True):
         torch.testing.assert_close(got[1:], _full_surprisal(scorer, seg[:1], seg[1:]))
     assert scorer.rank([[]], query[:1]).query_nll == [float("inf")]  # nothing to score
+    stream = SurprisalStream(scorer, [])  # no start token, no prefix: an empty restart context
+    seq = _ids(14, 8)
+    got = stream.score(seq)
+    torch.testing.assert_close(got[1:], _full_surprisal(scorer, seq[:1], seq[1:]))
+    assert got[0] == got.max()
+    stream.keep(seq, [True] * len(seq))
+    more = _ids(6, 9)
+    torch.testing.assert_close(stream.score(more), _full_surprisal(scorer, seq, more))
 
 
 def test_packing_choice_refusal_and_window_fallback(tiny_lm_dir: Path) -> None:

@@ -199,40 +199,43 @@ _BIAS_CACHE_ELEMENTS = 1 << 22
 
 
 def _left_bias(
-    n_m: int, n_k: int, ratio: int, force_first: bool, device: torch.device
+    row0: int, row1: int, width: int, ratio: int, force_first: bool, device: torch.device
 ) -> torch.Tensor:
-    """`[NM, NK]` float32 added to block scores: 0 left of each query block's diagonal, else -inf.
+    """`[row1 - row0, width]` float32 added to the block scores of query blocks `row0:row1`:
+    0 left of each one's diagonal, else -inf.
 
     With `force_first`, key block 0 gets +inf wherever it is left of the diagonal, so a top-k
     always picks it. It depends on shapes only, so small ones are built once and shared by every
     layer (saving a handful of launches where the host bounds the index build); a 1M-token bias
     (512 MiB) is not worth holding on to.
     """
-    if n_m * n_k <= _BIAS_CACHE_ELEMENTS:
-        return _cached_left_bias(n_m, n_k, ratio, force_first, device)
-    return _build_left_bias(n_m, n_k, ratio, force_first, device)
+    if (row1 - row0) * width <= _BIAS_CACHE_ELEMENTS:
+        return _cached_left_bias(row0, row1, width, ratio, force_first, device)
+    return _build_left_bias(row0, row1, width, ratio, force_first, device)
 
 
 def _build_left_bias(
-    n_m: int, n_k: int, ratio: int, force_first: bool, device: torch.device
+    row0: int, row1: int, width: int, ratio: int, force_first: bool, device: torch.device
 ) -> torch.Tensor:
     import torch
 
-    keys = torch.arange(n_k, device=device)[None, :]
-    limits = (torch.arange(n_m, device=device) * ratio)[:, None]
+    keys = torch.arange(width, device=device)[None, :]
+    limits = (torch.arange(row0, row1, device=device) * ratio)[:, None]
     bias = torch.where(keys < limits, 0.0, float("-inf"))
     if force_first:
         bias[:, 0] = torch.where(limits[:, 0] > 0, float("inf"), float("-inf"))
     return bias
 
 
-_cached_left_bias = functools.lru_cache(maxsize=8)(_build_left_bias)
+# Room for the eight bands of a long prompt, with and without the forced block, and then some.
+_cached_left_bias = functools.lru_cache(maxsize=32)(_build_left_bias)
 
 
 _BAND_ELEMENTS = 1 << 23
 """Score matrices of at least this many elements per head (from 256K tokens at blocks of 128
-and 64) are scored in row bands (below). On an H200 the bands cost as much time at 128K and
-nearly twice as much at 64K, where the extra launches and smaller top-k calls outweigh them."""
+and 64) are scored in row bands (below). Shorter prompts are one band: on an H200 the bands
+took 1.06x as long at 128K and 1.9x at 64K (`sparse_index_bands_h200.json`), where the extra
+launches and smaller top-k calls outweigh the smaller matrix."""
 
 
 def _bands(n_m: int, n_k: int, ratio: int, least: int) -> list[tuple[slice, int] | None]:
@@ -240,7 +243,7 @@ def _bands(n_m: int, n_k: int, ratio: int, least: int) -> list[tuple[slice, int]
 
     Query block m reads key blocks left of `m * ratio` only, so the top eighth of a causal score
     matrix needs only an eighth of its columns. Eight equal row bands score and rank 56 % of the
-    full matrix, with the same results (1M tokens: 59 instead of 94 ms on an H200). `width` is at
+    full matrix, with the same results (1M tokens: 58 instead of 93 ms on an H200). `width` is at
     least `least` (what a top-k needs) and at most `n_k`. `[None]`: one band, the whole matrix.
     """
     if n_m * n_k < _BAND_ELEMENTS:
@@ -257,8 +260,9 @@ def _bands(n_m: int, n_k: int, ratio: int, least: int) -> list[tuple[slice, int]
 def _block_scores(
     q_pool: torch.Tensor,
     k_pool: torch.Tensor,
-    bias: torch.Tensor,
     kv_index: torch.Tensor,
+    ratio: int,
+    force_first: bool,
     band: tuple[slice, int] | None,
 ) -> Iterator[tuple[slice, torch.Tensor]]:
     """Pooled block scores of a band of query blocks (None: all) against the key blocks it can
@@ -268,23 +272,16 @@ def _block_scores(
     """
     import torch
 
-    if band is not None:  # views only where needed: short prompts are bound by host time
-        rows, width = band
-        q_pool, k_pool, bias = q_pool[:, :, rows], k_pool[:, :, :width], bias[rows, :width]
+    if band is None:
+        row0, row1, width = 0, q_pool.shape[2], k_pool.shape[2]
+    else:  # views only where needed: short prompts are bound by host time
+        row0, row1, width = band[0].start, band[0].stop, band[1]
+        q_pool, k_pool = q_pool[:, :, row0:row1], k_pool[:, :, :width]
+    bias = _left_bias(row0, row1, width, ratio, force_first, q_pool.device)
     h = q_pool.shape[1]
     for hs in _chunks(h, q_pool.shape[2] * k_pool.shape[2] * 4):
         part = torch.matmul(q_pool[:, hs], _kv_for(k_pool, hs, kv_index).transpose(-1, -2))
         yield hs, part.add_(bias)
-
-
-def _pools(
-    q: torch.Tensor, k: torch.Tensor, block_m: int, block_n: int, force_first: bool
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """`(q_pool, k_pool, bias)`: the mean-pooled blocks and the causal `[NM, NK]` bias."""
-    t = q.shape[2]
-    n_m, n_k = -(-t // block_m), -(-t // block_n)
-    bias = _left_bias(n_m, n_k, block_m // block_n, force_first, q.device)
-    return _pool(q, block_m), _pool(k, block_n), bias
 
 
 def block_sparse_scores(
@@ -301,9 +298,9 @@ def block_sparse_scores(
     """
     import torch
 
-    q_pool, k_pool, bias = _pools(q, k, block_m, block_n, force_first=False)
+    q_pool, k_pool = _pool(q, block_m), _pool(k, block_n)
     kv = _kv_index(kv_index, q.shape[1], k)
-    parts = _block_scores(q_pool, k_pool, bias, kv, None)
+    parts = _block_scores(q_pool, k_pool, kv, block_m // block_n, False, None)
     return torch.cat([part for _, part in parts], 1)
 
 
@@ -358,11 +355,11 @@ def block_sparse_indices(
     n_m, n_k = -(-t // block_m), -(-t // block_n)
     chosen = max(1, min(top_k - ratio, n_k))
     idx = torch.empty(b, h, n_m, chosen, dtype=torch.int32, device=q.device)
-    q_pool, k_pool, bias = _pools(q, k, block_m, block_n, force_first=True)
+    q_pool, k_pool = _pool(q, block_m), _pool(k, block_n)
     kv = _kv_index(kv_index, h, k)
     for band in _bands(n_m, n_k, ratio, chosen):
         out = idx if band is None else idx[:, :, band[0]]
-        for hs, scores in _block_scores(q_pool, k_pool, bias, kv, band):
+        for hs, scores in _block_scores(q_pool, k_pool, kv, ratio, True, band):
             if ranked:
                 top = scores.topk(chosen, -1)
                 out[:, hs] = torch.where(top.values > float("-inf"), top.indices, -1)

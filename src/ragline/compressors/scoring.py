@@ -383,7 +383,7 @@ class SurprisalStream:
         lead: list[int] = []
         if self._cache is None or self._next_pos + len(segment) > window:
             lead = self._restart(window // 2)
-        # The restarted context and the segment in one pass: the same states as two.
+        # The restarted context and the segment in one pass: the states of two, up to rounding.
         h = self._forward([*lead, *segment])
         if lead:
             self._last_hidden = h[len(lead) - 1 : len(lead)]
