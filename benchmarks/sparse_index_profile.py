@@ -13,6 +13,10 @@ length, checks that both give the same indices (ranked and not), and writes
 `benchmarks/results/sparse_index_bands_NAME.json`:
 
     PYTHONPATH=src python benchmarks/sparse_index_profile.py --bands h200
+
+`--topk NAME` times the same build with the `row_topk` kernel against `torch.topk`, checks
+identical indices and the kernel against its reference, and writes
+`benchmarks/results/sparse_index_topk_NAME.json`.
 """
 
 from __future__ import annotations
@@ -129,11 +133,82 @@ def compare_bands(name: str) -> None:
     print(path)
 
 
+TOPK_LENGTHS = (16384, 32768, 65536, 131072, 262144, 1048576)
+
+
+def compare_topk(name: str) -> None:
+    """Block-sparse index build with the `row_topk` kernel against `torch.topk`, and the kernel
+    against its reference on random rows of odd widths, on the GPU."""
+    from ragline.kernels.row_topk import row_topk, row_topk_ref
+
+    parity = []
+    g = torch.Generator(device="cuda").manual_seed(0)
+    for rows, width, k in ((1000, 37, 5), (4097, 301, 98), (333, 2047, 98), (77, 4096, 1000)):
+        scores = torch.randn(rows, width, device="cuda", generator=g)
+        scores[::5, :7] = float("-inf")
+        scores[::7, 3] = 0.5  # ties
+        scores[::7, 9] = 0.5
+        same = torch.equal(row_topk(scores, k).cpu(), row_topk_ref(scores.cpu(), k))
+        parity.append({"rows": rows, "width": width, "k": k, "equal_to_reference": same})
+        print(f"row_topk {rows}x{width} k={k}: equal to reference {same}", flush=True)
+    case = block_sparse_case(100)
+    kernel_for = patterns._row_topk_kernel_for
+    variants = (("torch", lambda scores: False), ("kernel", kernel_for))
+    rows_out: list[dict[str, Any]] = []
+    try:
+        for n in TOPK_LENGTHS:
+            q, k, _v = qkv(n)
+            got = {}
+            for variant, pick in variants:
+                patterns._row_topk_kernel_for = pick
+                got[variant] = block_sparse_indices(q, k, 100).sort(-1).values
+            same = torch.equal(got["torch"], got["kernel"])
+            del got
+            timed: dict[str, list[float]] = {"torch": [], "kernel": []}
+            build = functools.partial(case.build, q, k)
+            for _ in range(3):
+                for variant, pick in variants:
+                    patterns._row_topk_kernel_for = pick
+                    timed[variant].append(time_ms(build))
+            row = {
+                "seq_len": n,
+                "identical_indices": same,
+                "torch_ms": timed["torch"],
+                "kernel_ms": timed["kernel"],
+                "ratio": statistics.median(timed["kernel"]) / statistics.median(timed["torch"]),
+            }
+            rows_out.append(row)
+            print(f"n={n:>8} identical={same!s:5} "
+                  f"torch.topk {statistics.median(timed['torch']):8.2f} ms  "
+                  f"row_topk {statistics.median(timed['kernel']):8.2f} ms  x{row['ratio']:.3f}",
+                  flush=True)  # fmt: skip
+            del q, k, _v, build
+            torch.cuda.empty_cache()
+    finally:
+        patterns._row_topk_kernel_for = kernel_for
+    path = write_results(
+        f"sparse_index_topk_{name}",
+        {
+            **environment(("ragline", "torch", "triton")),
+            "shape": {"heads": 32, "kv_heads": 8, "head_dim": 128, "dtype": "bfloat16"},
+            "what": "block-sparse top-100 index build (indices + plan), ms per call: torch.topk "
+            "vs the row_topk kernel (rows up to 4096 wide; wider take torch.topk), "
+            "alternated; medians of CUDA-event timings; row_topk vs its reference on the GPU",
+            "row_topk_parity": parity,
+            "results": rows_out,
+        },
+    )
+    print(path)
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bands", metavar="NAME", help="compare row bands; write results as NAME")
+    ap.add_argument("--topk", metavar="NAME", help="compare row_topk; write results as NAME")
     args = ap.parse_args()
     if args.bands:
         compare_bands(args.bands)
+    elif args.topk:
+        compare_topk(args.topk)
     else:
         main()

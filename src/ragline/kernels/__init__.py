@@ -9,6 +9,7 @@ Ops (one folder each, see its README.md for the math):
 - `block_sparse`: flash attention over a per-(batch, head, query-block) list of key blocks.
 - `vertical_slash`: flash attention over key columns plus diagonal runs; A-shape is its special case.
 - `merge_states`: combine `(out, lse)` pairs of attention over disjoint key sets.
+- `row_topk`: positions of each row's k largest scores (the block-sparse index's top-k).
 
 Importing this package does not import Triton; the kernels import it when first called.
 """
@@ -21,6 +22,7 @@ from ragline.kernels.block_sparse import (
     plan_block_sparse,
 )
 from ragline.kernels.merge_states import merge_states, merge_states_ref
+from ragline.kernels.row_topk import row_topk, row_topk_ref
 from ragline.kernels.vertical_slash import (
     BandedPlan,
     VerticalSlashPlan,
@@ -42,6 +44,8 @@ __all__ = [
     "plan_banded",
     "plan_block_sparse",
     "plan_vertical_slash",
+    "row_topk",
+    "row_topk_ref",
     "vertical_slash",
     "vertical_slash_ref",
 ]

@@ -1,0 +1,58 @@
+"""row_topk: kernel == reference (stable top-k) on odd sizes, ties, infinities; index builder."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ragline.kernels.row_topk import ROW_TOPK_MAX_WIDTH, row_topk, row_topk_ref
+
+
+@pytest.mark.parametrize(
+    ("rows", "width", "k"), [(7, 37, 5), (3, 301, 98), (2, 129, 129), (5, 64, 1)]
+)
+def test_kernel_equals_reference_on_random_rows(rows: int, width: int, k: int) -> None:
+    g = torch.Generator().manual_seed(rows * width + k)
+    scores = torch.randn(rows, width, generator=g) * 3
+    scores[0, width // 2] = float("inf")
+    scores[-1, : width // 3] = float("-inf")
+    got = row_topk(scores, k)
+    assert got.dtype == torch.int32 and got.shape == (rows, k)
+    assert torch.equal(got, row_topk_ref(scores, k))
+    assert torch.equal(got.long(), scores.topk(k, -1).indices.sort(-1).values)
+
+
+def test_ties_take_the_lowest_positions_and_signs_order_as_floats() -> None:
+    scores = torch.zeros(3, 50)
+    scores[:, ::7] = 1.0
+    scores[1] = -torch.arange(50, dtype=torch.float32) / 7  # all negative: -0 first, then -1/7...
+    scores[2, 10:20] = -0.0
+    got = row_topk(scores, 10)
+    assert got[0].tolist() == [0, 1, 2, 7, 14, 21, 28, 35, 42, 49]
+    assert got[1].tolist() == list(range(10))
+    assert torch.equal(got, row_topk_ref(scores, 10))
+
+
+def test_strided_rows_wide_rows_and_bad_input() -> None:
+    g = torch.Generator().manual_seed(9)
+    base = torch.randn(4, 90, generator=g)
+    view = base[:, 5:70]  # row stride 90, unit stride along the row
+    assert torch.equal(row_topk(view, 11), row_topk_ref(view, 11))
+    wide = torch.randn(2, ROW_TOPK_MAX_WIDTH + 3, generator=g)  # the reference takes these
+    assert torch.equal(row_topk(wide, 7), row_topk_ref(wide, 7))
+    with pytest.raises(ValueError, match="k must be"):
+        row_topk(base, 91)
+    with pytest.raises(ValueError, match="float32"):
+        row_topk(base.double(), 3)
+
+
+def test_block_sparse_indices_through_the_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ragline.attention.patterns as patterns
+
+    g = torch.Generator().manual_seed(4)
+    q, k = torch.randn(1, 4, 1500, 64, generator=g), torch.randn(1, 2, 1500, 64, generator=g)
+    want = patterns.block_sparse_indices(q, k, 7)
+    monkeypatch.setattr(patterns, "_row_topk_kernel_for", lambda scores: True)
+    monkeypatch.setattr(patterns, "_BAND_ELEMENTS", 1)  # bands as well
+    got = patterns.block_sparse_indices(q, k, 7)
+    assert torch.equal(got.sort(-1).values, want.sort(-1).values)
