@@ -33,6 +33,33 @@ def test_ties_take_the_lowest_positions_and_signs_order_as_floats() -> None:
     assert torch.equal(got, row_topk_ref(scores, 10))
 
 
+def test_signed_zeros_tie_and_edge_rows_match_the_reference() -> None:
+    zeros = torch.tensor([[-0.0, 0.0, -0.0, 0.0]])
+    assert row_topk(zeros, 1).tolist() == [[0]]
+    assert row_topk(zeros, 3).tolist() == [[0, 1, 2]]
+    inf, tiny = float("inf"), 1e-40  # a denormal
+    rows = torch.tensor(
+        [
+            [2.0] * 9,  # all equal
+            [-inf] * 9,  # nothing finite
+            [inf, 1.0, inf, inf, 0.0, inf, -1.0, inf, 2.0],  # more +inf than k
+            [tiny, -tiny, 0.0, 3 * tiny, -0.0, 2 * tiny, -3 * tiny, 1e-39, -1e-39],
+        ]
+    )
+    for k in (1, 4, 9):
+        assert torch.equal(row_topk(rows, k), row_topk_ref(rows, k)), k
+    one = torch.randn(5, 1)
+    assert torch.equal(row_topk(one, 1), torch.zeros(5, 1, dtype=torch.int32))
+    assert row_topk(torch.zeros(0, 7), 3).shape == (0, 3)
+
+
+@pytest.mark.parametrize("width", [2049, ROW_TOPK_MAX_WIDTH])
+def test_widest_rows_the_kernel_holds(width: int) -> None:
+    g = torch.Generator().manual_seed(width)
+    scores = torch.randn(3, width, generator=g)
+    assert torch.equal(row_topk(scores, 98), row_topk_ref(scores, 98))
+
+
 def test_strided_rows_wide_rows_and_bad_input() -> None:
     g = torch.Generator().manual_seed(9)
     base = torch.randn(4, 90, generator=g)
@@ -44,6 +71,8 @@ def test_strided_rows_wide_rows_and_bad_input() -> None:
         row_topk(base, 91)
     with pytest.raises(ValueError, match="float32"):
         row_topk(base.double(), 3)
+    with pytest.raises(ValueError, match="unit stride"):
+        row_topk(base.t(), 3)
 
 
 def test_block_sparse_indices_through_the_kernel(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,7 +20,8 @@ def row_topk(scores: torch.Tensor, k: int) -> torch.Tensor:
     """Positions of each row's `k` largest scores, ties to the lower position, in position order.
 
     Args:
-        scores: `[R, W]` float32 with unit stride along W, no NaN (±inf is fine).
+        scores: `[R, W]` float32 with unit stride along W, no NaN (±inf is fine; -0.0 ties
+            +0.0). NaN is unchecked: the kernel ranks +NaN above +inf and -NaN below -inf.
         k: how many per row, `1 <= k <= W`.
 
     Returns:

@@ -25,14 +25,15 @@ def _row_topk_kernel(Scores, Out, width, k, stride_s, BLOCK_W: tl.constexpr):
     valid = offs < width
     x = tl.load(Scores + row * stride_s + offs, mask=valid, other=0.0)
     bits = x.to(tl.int32, bitcast=True)
-    # negative floats: flip the magnitude bits, so int32 order is float order; padding lowest
-    key = tl.where(bits < 0, bits ^ 0x7FFFFFFF, bits)
+    # Negative floats: -magnitude, so int32 order is float order and -0.0 ties +0.0 (key 0);
+    # -inf is -0x7F800000, above the padding's INT32_MIN.
+    key = tl.where(bits < 0, (bits ^ 0x7FFFFFFF) + 1, bits)
     key = tl.where(valid, key, -2147483648)
-    lo = tl.full((), -2147483648, tl.int64)  # count(key >= lo) = width >= k
+    lo = tl.full((), -2147483648, tl.int64)  # count(key >= lo) = BLOCK_W >= width >= k
     hi = tl.full((), 2147483647, tl.int64)
-    for _ in range(32):  # largest t with count(key >= t) >= k
-        mid = lo + (hi - lo + 1) // 2
-        count = tl.sum((key.to(tl.int64) >= mid).to(tl.int32), axis=0)
+    for _ in range(32):  # largest t with count(key >= t) >= k; 2^32 candidates, halved 32 times
+        mid = lo + (hi - lo + 1) // 2  # in [INT32_MIN + 1, INT32_MAX]: an int32 compare will do
+        count = tl.sum((key >= mid.to(tl.int32)).to(tl.int32), axis=0)
         lo = tl.where(count >= k, mid, lo)
         hi = tl.where(count >= k, hi, mid - 1)
     thr = lo.to(tl.int32)
@@ -40,7 +41,7 @@ def _row_topk_kernel(Scores, Out, width, k, stride_s, BLOCK_W: tl.constexpr):
     ties = key == thr
     n_above = tl.sum(above.to(tl.int32), axis=0)
     tie_rank = tl.cumsum(ties.to(tl.int32), axis=0)  # 1 for the first tie, in position order
-    take = above | (ties & (tie_rank <= k - n_above))
+    take = valid & (above | (ties & (tie_rank <= k - n_above)))
     slot = tl.cumsum(take.to(tl.int32), axis=0) - 1
     tl.store(Out + row * k + slot, offs.to(tl.int32), mask=take)
 
