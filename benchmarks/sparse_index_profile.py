@@ -26,6 +26,7 @@ import functools
 import statistics
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,66 +72,99 @@ def main() -> None:
         print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=12), flush=True)
 
 
+def _alternated(
+    build: Callable[[], Any], variants: Sequence[tuple[str, Callable[[], None]]]
+) -> dict[str, list[float]]:
+    """Milliseconds of `build` under each variant (its setter runs first), alternated 3 times."""
+    timed: dict[str, list[float]] = {name: [] for name, _ in variants}
+    for _ in range(3):
+        for name, use in variants:
+            use()
+            timed[name].append(time_ms(build))
+    return timed
+
+
+def _row(
+    n: int, timed: dict[str, list[float]], base: str, new: str, **facts: Any
+) -> dict[str, Any]:
+    """One length's results: the facts, each variant's timings and `new`/`base` medians, printed."""
+    mid = {v: statistics.median(t) for v, t in timed.items()}
+    row = {"seq_len": n, **facts, **{f"{v}_ms": t for v, t in timed.items()}}
+    row["ratio"] = mid[new] / mid[base]
+    shown = " ".join(f"{key}={value}" for key, value in facts.items())
+    print(f"n={n:>8} {shown}  {base} {mid[base]:8.2f} ms  {new} {mid[new]:8.2f} ms  "
+          f"x{row['ratio']:.3f}", flush=True)  # fmt: skip
+    return row
+
+
+def _write(name: str, what: str, rows: list[dict[str, Any]], **extra: Any) -> None:
+    """Write a comparison's results file, with the environment and the attention shape."""
+    shape = {"heads": 32, "kv_heads": 8, "head_dim": 128, "dtype": "bfloat16"}
+    body = {**environment(("ragline", "torch", "triton")), "shape": shape, "what": what}
+    print(write_results(name, {**body, **extra, "results": rows}))
+
+
+def _compare(
+    attr: str,
+    variants: Sequence[tuple[str, Any]],
+    lengths: Sequence[int],
+    *,
+    ranked: bool,
+    facts_at: Callable[[int], dict[str, Any]] = lambda n: {},
+) -> list[dict[str, Any]]:
+    """Block-sparse top-100 index build with `patterns.<attr>` set to each variant's value:
+    identical indices (and ranked ones) and alternated timings per length, `variants[0]` the base.
+    """
+    case = block_sparse_case(100)
+    saved = getattr(patterns, attr)
+    (base, _), (new, _) = variants
+    rows: list[dict[str, Any]] = []
+    try:
+        for n in lengths:
+            q, k, _v = qkv(n)
+            got: dict[str, list[torch.Tensor]] = {}
+            for variant, value in variants:
+                setattr(patterns, attr, value)
+                got[variant] = [block_sparse_indices(q, k, 100).sort(-1).values]
+                if ranked:
+                    got[variant].append(block_sparse_indices(q, k, 100, ranked=True))
+            facts = {"identical_indices": torch.equal(got[base][0], got[new][0])}
+            if ranked:
+                facts["identical_ranked_indices"] = torch.equal(got[base][1], got[new][1])
+            del got
+            build = functools.partial(case.build, q, k)
+            setters = [(v, functools.partial(setattr, patterns, attr, x)) for v, x in variants]
+            timed = _alternated(build, setters)
+            setattr(patterns, attr, saved)
+            rows.append(_row(n, timed, base, new, **facts_at(n), **facts))
+            del q, k, _v, build
+            torch.cuda.empty_cache()
+    finally:
+        setattr(patterns, attr, saved)
+    return rows
+
+
 BAND_LENGTHS = (65536, 131072, 262144, 524288, 1048576)
 
 
 def compare_bands(name: str) -> None:
     """Block-sparse index build in row bands (at every length) against one whole score matrix."""
-    case = block_sparse_case(100)
-    default = patterns._BAND_ELEMENTS
-    variants = (("whole", 1 << 62), ("bands", 1))  # the bands variant bands at every length
-    rows: list[dict[str, Any]] = []
-    try:
-        for n in BAND_LENGTHS:
-            q, k, _v = qkv(n)
-            got: dict[str, list[torch.Tensor]] = {}
-            for variant, limit in variants:
-                patterns._BAND_ELEMENTS = limit
-                got[variant] = [
-                    block_sparse_indices(q, k, 100).sort(-1).values,
-                    block_sparse_indices(q, k, 100, ranked=True),
-                ]
-            same = torch.equal(got["whole"][0], got["bands"][0])
-            same_ranked = torch.equal(got["whole"][1], got["bands"][1])
-            del got
-            timed: dict[str, list[float]] = {"whole": [], "bands": []}
-            build = functools.partial(case.build, q, k)
-            for _ in range(3):
-                for variant, limit in variants:
-                    patterns._BAND_ELEMENTS = limit
-                    timed[variant].append(time_ms(build))
-            patterns._BAND_ELEMENTS = default
-            row = {
-                "seq_len": n,
-                "banded_by_default": patterns._bands(-(-n // 128), -(-n // 64), 2, 1) != [None],
-                "identical_indices": same,
-                "identical_ranked_indices": same_ranked,
-                "whole_ms": timed["whole"],
-                "bands_ms": timed["bands"],
-                "ratio": statistics.median(timed["bands"]) / statistics.median(timed["whole"]),
-            }
-            rows.append(row)
-            print(f"n={n:>8} default={row['banded_by_default']!s:5} "
-                  f"identical={same and same_ranked!s:5} "
-                  f"whole {statistics.median(timed['whole']):8.2f} ms  "
-                  f"bands {statistics.median(timed['bands']):8.2f} ms  x{row['ratio']:.3f}",
-                  flush=True)  # fmt: skip
-            del q, k, _v, build
-            torch.cuda.empty_cache()
-    finally:
-        patterns._BAND_ELEMENTS = default
-    path = write_results(
-        f"sparse_index_bands_{name}",
-        {
-            **environment(("ragline", "torch", "triton")),
-            "shape": {"heads": 32, "kv_heads": 8, "head_dim": 128, "dtype": "bfloat16"},
-            "what": "block-sparse top-100 index build (indices + plan), ms per call: one whole "
-            "score matrix vs eight row bands (forced at every length; the library bands where "
-            "banded_by_default), alternated; medians of CUDA-event timings",
-            "results": rows,
+    rows = _compare(
+        "_BAND_ELEMENTS",
+        [("whole", 1 << 62), ("bands", 1)],  # the bands variant bands at every length
+        BAND_LENGTHS,
+        ranked=True,
+        facts_at=lambda n: {
+            "banded_by_default": patterns._bands(-(-n // 128), -(-n // 64), 2, 1) != [None]
         },
     )
-    print(path)
+    _write(
+        f"sparse_index_bands_{name}",
+        "block-sparse top-100 index build (indices + plan), ms per call: one whole score matrix "
+        "vs eight row bands (forced at every length; the library bands where banded_by_default), "
+        "alternated; medians of CUDA-event timings",
+        rows,
+    )
 
 
 TOPK_LENGTHS = (16384, 32768, 65536, 131072, 262144, 1048576)
@@ -151,54 +185,19 @@ def compare_topk(name: str) -> None:
         same = torch.equal(row_topk(scores, k).cpu(), row_topk_ref(scores.cpu(), k))
         parity.append({"rows": rows, "width": width, "k": k, "equal_to_reference": same})
         print(f"row_topk {rows}x{width} k={k}: equal to reference {same}", flush=True)
-    case = block_sparse_case(100)
-    kernel_for = patterns._row_topk_kernel_for
-    variants = (("torch", lambda scores: False), ("kernel", kernel_for))
-    rows_out: list[dict[str, Any]] = []
-    try:
-        for n in TOPK_LENGTHS:
-            q, k, _v = qkv(n)
-            got = {}
-            for variant, pick in variants:
-                patterns._row_topk_kernel_for = pick
-                got[variant] = block_sparse_indices(q, k, 100).sort(-1).values
-            same = torch.equal(got["torch"], got["kernel"])
-            del got
-            timed: dict[str, list[float]] = {"torch": [], "kernel": []}
-            build = functools.partial(case.build, q, k)
-            for _ in range(3):
-                for variant, pick in variants:
-                    patterns._row_topk_kernel_for = pick
-                    timed[variant].append(time_ms(build))
-            row = {
-                "seq_len": n,
-                "identical_indices": same,
-                "torch_ms": timed["torch"],
-                "kernel_ms": timed["kernel"],
-                "ratio": statistics.median(timed["kernel"]) / statistics.median(timed["torch"]),
-            }
-            rows_out.append(row)
-            print(f"n={n:>8} identical={same!s:5} "
-                  f"torch.topk {statistics.median(timed['torch']):8.2f} ms  "
-                  f"row_topk {statistics.median(timed['kernel']):8.2f} ms  x{row['ratio']:.3f}",
-                  flush=True)  # fmt: skip
-            del q, k, _v, build
-            torch.cuda.empty_cache()
-    finally:
-        patterns._row_topk_kernel_for = kernel_for
-    path = write_results(
+    pick = patterns._row_topk_kernel_for
+    rows_out = _compare(
+        "_row_topk_kernel_for", [("torch", lambda s: False), ("kernel", pick)], TOPK_LENGTHS,
+        ranked=False,
+    )  # fmt: skip
+    _write(
         f"sparse_index_topk_{name}",
-        {
-            **environment(("ragline", "torch", "triton")),
-            "shape": {"heads": 32, "kv_heads": 8, "head_dim": 128, "dtype": "bfloat16"},
-            "what": "block-sparse top-100 index build (indices + plan), ms per call: torch.topk "
-            "vs the row_topk kernel (rows up to 4096 wide; wider take torch.topk), "
-            "alternated; medians of CUDA-event timings; row_topk vs its reference on the GPU",
-            "row_topk_parity": parity,
-            "results": rows_out,
-        },
+        "block-sparse top-100 index build (indices + plan), ms per call: torch.topk vs the "
+        "row_topk kernel (rows up to 4096 wide; wider take torch.topk), alternated; medians of "
+        "CUDA-event timings; row_topk vs its reference on the GPU",
+        rows_out,
+        row_topk_parity=parity,
     )
-    print(path)
 
 
 if __name__ == "__main__":
