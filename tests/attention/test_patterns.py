@@ -30,6 +30,53 @@ def test_vertical_slash_scores_match_loops(t: int, seq_len: int, group: int) -> 
     torch.testing.assert_close(got[1].sum(-1), torch.full((2, 4), 16.0))
 
 
+# A query head's buffers take 2 buffers * 2 sequences * 16 rows * (77 + 15) columns * 4 bytes here:
+# None puts every key head in one product, two heads' worth one key head (two query heads), 1 one
+# query head.
+@pytest.mark.parametrize("chunk_bytes", [None, 2 * (2 * 2 * 16 * 92 * 4), 1])
+def test_vertical_slash_scores_of_chosen_heads_and_key_map(
+    monkeypatch: pytest.MonkeyPatch, chunk_bytes: int | None
+) -> None:
+    """Listed query heads in any order, any key-head map, any batching of the products."""
+    import ragline.attention.patterns as patterns
+
+    if chunk_bytes is not None:
+        monkeypatch.setattr(patterns, "_CHUNK_BYTES", chunk_bytes)
+    g = torch.Generator().manual_seed(7)
+    q = torch.randn(2, 6, 90, 64, generator=g)
+    k = torch.randn(2, 3, 90, 64, generator=g)
+    for kv_index, heads in (
+        ([2, 0, 1, 1, 0, 2], [4, 0, 3, 5]),  # key heads serve 1 or 2 listed heads: one per batch
+        ([0, 0, 1, 1, 2, 2], [5, 4, 1, 0, 3, 2]),  # every key head serves two
+        (torch.tensor([1, 1, 0, 2, 2, 0]), None),
+    ):
+        got = patterns.vertical_slash_scores(q, k, 77, last_q=16, kv_index=kv_index, heads=heads)
+        # the loop reference on keys repeated per query head (a group of one)
+        ref = vertical_slash_scores_ref(q, k[:, torch.as_tensor(kv_index)], 77, last_q=16)
+        pick = list(range(6)) if heads is None else heads
+        for a, b in zip(got, ref, strict=True):
+            torch.testing.assert_close(a, b[:, pick], atol=1e-5, rtol=1e-5)
+
+
+def test_vertical_slash_scores_of_one_row() -> None:
+    q, k = torch.randn(1, 2, 5, 64), torch.randn(1, 1, 5, 64)
+    for got, ref in zip(
+        vertical_slash_scores(q, k, 1), vertical_slash_scores_ref(q, k, 1), strict=True
+    ):
+        torch.testing.assert_close(got, ref)
+    assert vertical_slash_scores(q, k, 3, heads=[])[0].shape == (1, 0, 5)
+
+
+def test_vertical_slash_scores_refuse_bad_head_maps() -> None:
+    q, k = torch.randn(1, 4, 40, 64), torch.randn(1, 2, 40, 64)
+    with pytest.raises(ValueError, match="kv_index"):
+        vertical_slash_scores(q, k, 40, kv_index=[0, 1, 2, 0])
+    with pytest.raises(ValueError, match="kv_index"):
+        vertical_slash_scores(q, k, 40, kv_index=[0, 1])
+    with pytest.raises(ValueError, match="heads"):
+        vertical_slash_scores(q, k, 40, heads=[4])
+
+
 def test_vertical_slash_indices_budgets_and_forcing() -> None:
     q, k = torch.randn(1, 2, 500, 64), torch.randn(1, 1, 500, 64)
     v_idx, s_idx = vertical_slash_indices(q, k, 100, 150, sinks=10, local=20)

@@ -19,7 +19,7 @@ import math
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Sequence
 
     import torch
 
@@ -62,45 +62,125 @@ def vertical_slash_scores(
     seq_len: int,
     *,
     last_q: int = 64,
-    kv_index: torch.Tensor | None = None,
+    kv_index: torch.Tensor | Sequence[int] | None = None,
     scale: float | None = None,
+    heads: Sequence[int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Column and diagonal attention mass of the last `last_q` queries before `seq_len`.
 
-    Returns `(vertical [B, H, T], slash [B, H, T])` float32: `vertical[j]` sums the softmax weight
-    the last queries give key `j`; `slash[o]` sums the weight at offset `o = query - key`.
-    `kv_index` `[H]` names the key head of each query head (default: consecutive GQA groups);
-    `scale` is the model's softmax scale (default `1/sqrt(D)`).
+    Returns `(vertical [B, H', T], slash [B, H', T])` float32 for the query heads `heads`
+    (default all, `H' = H`): `vertical[j]` sums the softmax weight the last queries give key
+    `j`; `slash[o]` sums the weight at offset `o = query - key`. `kv_index` `[H]` names the key
+    head of each query head (default: consecutive GQA groups; a CUDA tensor costs a host sync,
+    a list does not); `scale` is the model's softmax scale (default `1/sqrt(D)`).
     """
     import torch
 
     b, h, t, d = q.shape
-    kv_index = _kv_index(kv_index, h, k)
-    n = min(last_q, seq_len)
-    rows = torch.arange(seq_len - n, seq_len, device=q.device)
-    keys = torch.arange(t, device=q.device)
-    visible = (keys[None, :] <= rows[:, None]) & (keys[None, :] < seq_len)
-    vertical = torch.zeros(b, h, t, dtype=torch.float32, device=q.device)
+    heads = list(range(h)) if heads is None else [int(x) for x in heads]
+    if kv_index is None:
+        kv = [x // (h // k.shape[1]) for x in range(h)]
+    else:
+        kv = [int(x) for x in (kv_index.tolist() if hasattr(kv_index, "tolist") else kv_index)]
+    if len(kv) != h or not all(0 <= j < k.shape[1] for j in kv):
+        raise ValueError(
+            f"vertical_slash_scores: kv_index must name one of {k.shape[1]} key heads for each "
+            f"of {h} query heads; got {kv}"
+        )
+    if not all(0 <= x < h for x in heads):
+        raise ValueError(
+            f"vertical_slash_scores: heads must be query heads 0..{h - 1}; got {heads}"
+        )
+    vertical = torch.zeros(b, len(heads), t, dtype=torch.float32, device=q.device)
     slash = torch.zeros_like(vertical)
-    width = t + 2 * n
-    for hs in _chunks(h, 8 * n * width * 4):
-        s = q[:, hs, seq_len - n : seq_len].float() @ _kv_for(k, hs, kv_index).float().transpose(
-            -1, -2
+    n = min(last_q, seq_len)
+    if not heads or n == 0:
+        return vertical, slash
+    scale = 1.0 / math.sqrt(d) if scale is None else scale
+    # Keys are read back to front (column m is key seq_len - 1 - m), so that diagonal offsets
+    # run forwards: row i's offset o sits at column n - 1 - i + o, and n - 1 columns of zero
+    # weight after each row let one strided view add the diagonals up. Flipping a key head
+    # costs far less than flipping the [rows, T] weights of each query head.
+    width = seq_len + n - 1
+    q_last = q[:, :, seq_len - n : seq_len].float() * scale
+    rows = torch.arange(n, device=q.device)
+    after = torch.arange(n - 1, device=q.device)[None, :] < (n - 1 - rows)[:, None]
+    keys, flipped = None, None
+    for kv_heads, pos in _kv_batches(heads, kv, 2 * b * n * width * 4):  # scores, weights
+        c, r = len(kv_heads), len(pos) // len(kv_heads)
+        if kv_heads != flipped:  # batches of one long head's query heads share its keys
+            keys = _take(k, 1, kv_heads)[:, :, :seq_len].flip(-2).float()  # [B, c, L, D]
+            flipped = kv_heads
+        assert keys is not None
+        s = torch.empty(b * c, r * n, width, dtype=torch.float32, device=q.device)
+        s[..., seq_len:] = float("-inf")
+        torch.bmm(
+            _take(q_last, 1, [heads[p] for p in pos]).reshape(b * c, r * n, d),
+            keys.reshape(b * c, seq_len, d).transpose(1, 2),
+            out=s[..., :seq_len],
         )
-        s = s * (1.0 / math.sqrt(d) if scale is None else scale)
-        p = torch.softmax(s.masked_fill(~visible, float("-inf")), -1)
-        vertical[:, hs] = p.sum(-2)
-        # offset o of row i (position seq_len - n + i) is key seq_len - 1 - (o + n - 1 - i): flip the
-        # keys about seq_len - 1, pad, and read rows with a stride one short of the row length.
-        flipped = p[..., :seq_len].flip(-1)
-        padded = torch.nn.functional.pad(flipped, (n, width - n - seq_len))
-        shifted = padded.as_strided(
-            (*padded.shape[:2], n, seq_len),
-            (padded.stride(0), padded.stride(1), width - 1, 1),
-            padded.storage_offset() + 2 * n - 1,
+        s = s.view(b, c * r, n, width)
+        s[..., : n - 1].masked_fill_(after, float("-inf"))  # keys after each query row
+        p = torch.softmax(s, -1)
+        _put(vertical[..., :seq_len], 1, pos, p[..., :seq_len].sum(-2).flip(-1))
+        diagonals = p.as_strided(
+            (b, c * r, n, seq_len),
+            (p.stride(0), p.stride(1), width - 1, 1),
+            p.storage_offset() + n - 1,
         )
-        slash[:, hs, :seq_len] = shifted.sum(-2)
+        _put(slash[..., :seq_len], 1, pos, diagonals.sum(-2))
     return vertical, slash
+
+
+def _kv_batches(
+    heads: Sequence[int], kv: Sequence[int], per_head: int
+) -> list[tuple[list[int], list[int]]]:
+    """`(key heads, positions in heads)` batches for `vertical_slash_scores`, near `_CHUNK_BYTES`.
+
+    Each batch is a run of key heads that serve the same number of the listed query heads, so
+    their products run as one batched matmul with no copy of a key head per query head;
+    positions are grouped by key head, in key-head order.
+    """
+    groups: dict[int, list[int]] = {}
+    for p, hh in enumerate(heads):
+        groups.setdefault(kv[hh], []).append(p)
+    fit = max(1, _CHUNK_BYTES // max(per_head, 1))  # query heads per batch
+    sizes = {len(g) for g in groups.values()}
+    out: list[tuple[list[int], list[int]]] = []
+    if len(sizes) == 1 and len(next(iter(groups.values()))) <= fit:
+        r = sizes.pop()
+        keys = list(groups)
+        step = max(1, fit // r)
+        for i in range(0, len(keys), step):
+            run = keys[i : i + step]
+            out.append((run, [p for j in run for p in groups[j]]))
+        return out
+    for j, pos in groups.items():
+        out.extend(([j], pos[i : i + fit]) for i in range(0, len(pos), fit))
+    return out
+
+
+def _take(x: torch.Tensor, dim: int, idx: Sequence[int]) -> torch.Tensor:
+    """`x` at positions `idx` of `dim`: a view for a run of consecutive positions, else a copy."""
+    if list(idx) == list(range(idx[0], idx[0] + len(idx))):
+        return x.narrow(dim, idx[0], len(idx))
+    return x.index_select(dim, _device_index(tuple(idx), x.device))
+
+
+def _put(dst: torch.Tensor, dim: int, idx: Sequence[int], src: torch.Tensor) -> None:
+    """Write `src` into `dst` at positions `idx` of `dim` (a slice copy for a run)."""
+    if list(idx) == list(range(idx[0], idx[0] + len(idx))):
+        dst.narrow(dim, idx[0], len(idx)).copy_(src)
+    else:
+        dst.index_copy_(dim, _device_index(tuple(idx), dst.device), src)
+
+
+@functools.lru_cache(maxsize=64)
+def _device_index(idx: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """`idx` as a long tensor on `device`, made once: no host-to-device copy per layer call."""
+    import torch
+
+    return torch.tensor(idx, dtype=torch.long, device=device)
 
 
 def vertical_slash_scores_ref(

@@ -28,7 +28,7 @@ class LayerPatterns:
     """One layer's heads grouped by kernel, with per-head budgets (built once per device)."""
 
     vs_heads: torch.Tensor  # [S1] query heads on the vertical-slash kernel (dense: dense_kernel)
-    vs_estimated: torch.Tensor  # [S1] bool: vertical-slash head whose indices are estimated
+    vs_estimated: torch.Tensor  # [E] long: positions in vs_heads of heads with estimated indices
     vs_vertical: torch.Tensor  # [S1] column budget (A-shape: sinks)
     vs_slash: torch.Tensor  # [S1] diagonal budget (A-shape: window; dense: all)
     bs_heads: torch.Tensor  # [S2] query heads on the block-sparse kernel
@@ -42,6 +42,10 @@ class LayerPatterns:
     """Block-sparse heads of different budgets: one ranked top-k is cut per head."""
     band: tuple[int, int] | None
     """(sinks, window) when every vertical-slash-kernel head is the same A-shape: a banded plan."""
+    estimated: tuple[int, ...]
+    """Query heads of `vs_heads` whose indices are estimated, on the host (no sync to select)."""
+    bs_all: bool
+    """Every query head is block-sparse, in order: the kernel reads q itself, no head copy."""
 
 
 def _layer(patterns: list, device: torch.device, *, dense_kernel: bool = False) -> LayerPatterns:
@@ -83,9 +87,10 @@ def _layer(patterns: list, device: torch.device, *, dense_kernel: bool = False) 
     }
     band = next(iter(shapes)) if len(shapes) == 1 else None
     return LayerPatterns(
-        t(vs), t(est, torch.bool), t(nv), t(ns), t(bs), t(topk), t(sdpa),
+        t(vs), t([i for i, e in enumerate(est) if e]), t(nv), t(ns), t(bs), t(topk), t(sdpa),
         max(nv, default=0), max(ns, default=0), any(est), max(topk, default=0),
-        len(set(topk)) > 1, band,
+        len(set(topk)) > 1, band, tuple(h for h, e in zip(vs, est, strict=True) if e),
+        bs == list(range(len(patterns))),
     )  # fmt: skip
 
 
@@ -125,7 +130,7 @@ def _budgeted(idx: torch.Tensor, budget: torch.Tensor) -> torch.Tensor:
 
 
 def _vs_indices(
-    q: torch.Tensor, k: torch.Tensor, lp: LayerPatterns, kv_index: torch.Tensor, scale: float
+    q: torch.Tensor, k: torch.Tensor, lp: LayerPatterns, scale: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`[B, S1, NV]`, `[B, S1, NS]` indices: fixed ramps, estimated top-k where configured."""
     import torch
@@ -138,17 +143,17 @@ def _vs_indices(
     ramp_s = torch.arange(ns, device=q.device).expand(b, lp.vs_heads.numel(), -1)
     vertical, slash = ramp_v, ramp_s
     if lp.any_estimated:
-        sel = lp.vs_heads[lp.vs_estimated]
-        # at the model's own scale, as calibration (whose captured queries fold it in) scored
-        v_score, s_score = vertical_slash_scores(
-            q.index_select(1, sel), k, t, kv_index=kv_index[sel], scale=scale
-        )
+        # at the model's own scale, as calibration (whose captured queries fold it in) scored;
+        # only the last query rows of the estimated heads are read, nothing of q is copied whole
+        v_score, s_score = vertical_slash_scores(q, k, t, scale=scale, heads=lp.estimated)
         v_score[..., :FORCED] = float("inf")  # attention sinks
         s_score[..., :FORCED] = float("inf")  # the local band
-        vertical = ramp_v.clone()
-        slash = ramp_s.clone()
-        vertical[:, lp.vs_estimated] = v_score.topk(max(nv, 1), -1).indices
-        slash[:, lp.vs_estimated] = s_score.topk(ns, -1).indices
+        v_top, s_top = v_score.topk(max(nv, 1), -1).indices, s_score.topk(ns, -1).indices
+        if len(lp.estimated) == lp.vs_heads.numel():
+            vertical, slash = v_top, s_top
+        else:  # positions, not a mask: a boolean index would wait for the GPU
+            vertical = ramp_v.clone().index_copy_(1, lp.vs_estimated, v_top)
+            slash = ramp_s.clone().index_copy_(1, lp.vs_estimated, s_top)
     return _budgeted(vertical, lp.vs_vertical), _budgeted(slash, lp.vs_slash)
 
 
@@ -216,7 +221,7 @@ def sparse_prefill_layer(
         band_plan = plan_banded(*lp.band, seq_lens, t, lp.vs_heads)
         vertical_slash(q, k, v, band_plan, scale=scale, out=out)
     elif lp.vs_heads.numel():
-        vertical, slash = _vs_indices(q, k, lp, kv_index, scale)
+        vertical, slash = _vs_indices(q, k, lp, scale)
         vs_plan = plan_vertical_slash(vertical, slash, seq_lens, t, heads=lp.vs_heads)
         # Estimated indices can scatter into nearly every tile (real queries and keys at 32K
         # gave density 0.85 for 1000/6096): there dense SDPA is faster than the sparse kernel.
@@ -233,10 +238,11 @@ def sparse_prefill_layer(
         if vs_plan.heads.numel():
             vertical_slash(q, k, v, vs_plan, scale=scale, out=out)
     if lp.bs_heads.numel():
-        idx = block_sparse_indices(
-            q.index_select(1, lp.bs_heads), k, lp.max_top_k, kv_index=kv_index[lp.bs_heads],
-            ranked=lp.mixed_top_k,
-        )  # fmt: skip
+        # a layer of block-sparse heads pools q itself: no 1 GB head copy at 128K tokens
+        q_bs, kv_bs = (
+            (q, None) if lp.bs_all else (q.index_select(1, lp.bs_heads), kv_index[lp.bs_heads])
+        )
+        idx = block_sparse_indices(q_bs, k, lp.max_top_k, kv_index=kv_bs, ranked=lp.mixed_top_k)
         # at least the forced first block, as `block_sparse_indices` (and calibration) keep it
         chosen = (lp.bs_top_k - _DIAGONAL_BLOCKS).clamp(min=1)[:, None, None]
         idx = torch.where(torch.arange(idx.shape[-1], device=q.device) < chosen, idx, -1)
