@@ -30,10 +30,14 @@ def test_vertical_slash_scores_match_loops(t: int, seq_len: int, group: int) -> 
     torch.testing.assert_close(got[1].sum(-1), torch.full((2, 4), 16.0))
 
 
-# A query head's buffers take 2 buffers * 2 sequences * 16 rows * (77 + 15) columns * 4 bytes here:
-# None puts every key head in one product, two heads' worth one key head (two query heads), 1 one
-# query head.
-@pytest.mark.parametrize("chunk_bytes", [None, 2 * (2 * 2 * 16 * 92 * 4), 1])
+# Here a query head's scores and weights take 2 * 2 sequences * 16 rows * (77 + 15) columns * 4
+# bytes, a key head 2 sequences * 77 keys * 64 dims * 6 bytes. None: every key head in one product;
+# one key head and two query heads' worth: a key head with its two query heads per product; 1: one
+# query head per product.
+_PER_QUERY, _PER_KEY = 2 * 2 * 16 * 92 * 4, 2 * 77 * 64 * 6
+
+
+@pytest.mark.parametrize("chunk_bytes", [None, _PER_KEY + 2 * _PER_QUERY, 1])
 def test_vertical_slash_scores_of_chosen_heads_and_key_map(
     monkeypatch: pytest.MonkeyPatch, chunk_bytes: int | None
 ) -> None:
@@ -65,6 +69,13 @@ def test_vertical_slash_scores_of_one_row() -> None:
     ):
         torch.testing.assert_close(got, ref)
     assert vertical_slash_scores(q, k, 3, heads=[])[0].shape == (1, 0, 5)
+
+
+def test_vertical_slash_indices_of_queries_that_track_gradients() -> None:
+    """A model called without no_grad: the statistics are computed, not differentiated."""
+    q = torch.randn(1, 4, 200, 64, requires_grad=True)
+    v_idx, s_idx = vertical_slash_indices(q, torch.randn(1, 2, 200, 64), 100, 100)
+    assert v_idx.shape == s_idx.shape == (1, 4, 100)
 
 
 def test_vertical_slash_scores_refuse_bad_head_maps() -> None:

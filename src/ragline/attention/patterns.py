@@ -102,59 +102,93 @@ def vertical_slash_scores(
     # weight after each row let one strided view add the diagonals up. Flipping a key head
     # costs far less than flipping the [rows, T] weights of each query head.
     width = seq_len + n - 1
-    q_last = q[:, :, seq_len - n : seq_len].float() * scale
-    rows = torch.arange(n, device=q.device)
-    after = torch.arange(n - 1, device=q.device)[None, :] < (n - 1 - rows)[:, None]
-    keys, flipped = None, None
-    for kv_heads, pos in _kv_batches(heads, kv, 2 * b * n * width * 4):  # scores, weights
-        c, r = len(kv_heads), len(pos) // len(kv_heads)
-        if kv_heads != flipped:  # batches of one long head's query heads share its keys
-            keys = _take(k, 1, kv_heads)[:, :, :seq_len].flip(-2).float()  # [B, c, L, D]
-            flipped = kv_heads
-        assert keys is not None
-        s = torch.empty(b * c, r * n, width, dtype=torch.float32, device=q.device)
-        s[..., seq_len:] = float("-inf")
-        torch.bmm(
-            _take(q_last, 1, [heads[p] for p in pos]).reshape(b * c, r * n, d),
-            keys.reshape(b * c, seq_len, d).transpose(1, 2),
-            out=s[..., :seq_len],
-        )
-        s = s.view(b, c * r, n, width)
-        s[..., : n - 1].masked_fill_(after, float("-inf"))  # keys after each query row
-        p = torch.softmax(s, -1)
-        _put(vertical[..., :seq_len], 1, pos, p[..., :seq_len].sum(-2).flip(-1))
-        diagonals = p.as_strided(
-            (b, c * r, n, seq_len),
-            (p.stride(0), p.stride(1), width - 1, 1),
-            p.storage_offset() + n - 1,
-        )
-        _put(slash[..., :seq_len], 1, pos, diagonals.sum(-2))
+    with torch.no_grad():  # index statistics: a `bmm(out=)` below, nothing to differentiate
+        q_last = q[:, :, seq_len - n : seq_len].float() * scale
+        rows = torch.arange(n, device=q.device)
+        after = torch.arange(n - 1, device=q.device)[None, :] < (n - 1 - rows)[:, None]
+        # bytes: a query head's scores and weights; a key head's bf16 flip and float32 copy
+        per_query, per_key = 2 * b * n * width * 4, b * seq_len * d * 6
+        for pos, keys in _flipped_keys(k[:, :, :seq_len], heads, kv, per_query, per_key):
+            _add_head_sums(vertical, slash, q_last, keys, [heads[p] for p in pos], pos, after)
     return vertical, slash
 
 
+def _flipped_keys(
+    k: torch.Tensor, heads: list[int], kv: list[int], per_query: int, per_key: int
+) -> Iterator[tuple[list[int], torch.Tensor]]:
+    """Per batch of `_kv_batches`: its positions in `heads` and its key heads, flipped, float32."""
+    keys, flipped = None, None
+    for kv_heads, pos in _kv_batches(heads, kv, per_query, per_key):
+        if kv_heads != flipped:  # batches of one long head's query heads share its keys
+            keys = None  # let the last batch's keys go before the next are made
+            keys = _take(k, 1, kv_heads).flip(-2).float()  # [B, c, L, D]
+            flipped = kv_heads
+        assert keys is not None
+        yield pos, keys
+
+
+def _add_head_sums(
+    vertical: torch.Tensor,
+    slash: torch.Tensor,
+    q_last: torch.Tensor,
+    keys: torch.Tensor,
+    q_heads: list[int],
+    pos: list[int],
+    after: torch.Tensor,
+) -> None:
+    """Column and diagonal sums of query heads `q_heads` (grouped by key head, `r` per head of
+    `keys [B, c, L, D]`, flipped) into positions `pos` of `vertical` and `slash`."""
+    import torch
+
+    b, c, seq_len, d = keys.shape
+    n = q_last.shape[2]
+    r = len(pos) // c
+    width = seq_len + n - 1
+    s = torch.empty(b * c, r * n, width, dtype=torch.float32, device=keys.device)
+    s[..., seq_len:] = float("-inf")
+    torch.bmm(
+        _take(q_last, 1, q_heads).reshape(b * c, r * n, d),
+        keys.reshape(b * c, seq_len, d).transpose(1, 2),
+        out=s[..., :seq_len],
+    )
+    s = s.view(b, c * r, n, width)
+    s[..., : n - 1].masked_fill_(after, float("-inf"))  # keys after each query row
+    p = torch.softmax(s, -1)
+    _put(vertical[..., :seq_len], 1, pos, p[..., :seq_len].sum(-2).flip(-1))
+    diagonals = p.as_strided(
+        (b, c * r, n, seq_len),
+        (p.stride(0), p.stride(1), width - 1, 1),
+        p.storage_offset() + n - 1,
+    )
+    _put(slash[..., :seq_len], 1, pos, diagonals.sum(-2))
+
+
 def _kv_batches(
-    heads: Sequence[int], kv: Sequence[int], per_head: int
+    heads: Sequence[int], kv: Sequence[int], per_query: int, per_key: int
 ) -> list[tuple[list[int], list[int]]]:
     """`(key heads, positions in heads)` batches for `vertical_slash_scores`, near `_CHUNK_BYTES`.
 
-    Each batch is a run of key heads that serve the same number of the listed query heads, so
-    their products run as one batched matmul with no copy of a key head per query head;
-    positions are grouped by key head, in key-head order.
+    `per_query` and `per_key` are the bytes a query head and a key head take in a batch. Each
+    batch is a run of key heads that serve the same number of the listed query heads, so their
+    products run as one batched matmul with no copy of a key head per query head; positions
+    are grouped by key head, key heads in the order they first appear in `heads`.
     """
     groups: dict[int, list[int]] = {}
     for p, hh in enumerate(heads):
         groups.setdefault(kv[hh], []).append(p)
-    fit = max(1, _CHUNK_BYTES // max(per_head, 1))  # query heads per batch
     sizes = {len(g) for g in groups.values()}
     out: list[tuple[list[int], list[int]]] = []
-    if len(sizes) == 1 and len(next(iter(groups.values()))) <= fit:
+    if len(sizes) == 1:
         r = sizes.pop()
-        keys = list(groups)
-        step = max(1, fit // r)
-        for i in range(0, len(keys), step):
-            run = keys[i : i + step]
-            out.append((run, [p for j in run for p in groups[j]]))
-        return out
+        step = _CHUNK_BYTES // (r * per_query + per_key)  # key heads with all their queries
+        if step >= 1:
+            keys = list(groups)
+            for i in range(0, len(keys), step):
+                run = keys[i : i + step]
+                out.append((run, [p for j in run for p in groups[j]]))
+            return out
+    # one key head at a time, its query heads split as the rest of the budget allows
+    fit = max(1, (_CHUNK_BYTES - per_key) // max(per_query, 1))
     for j, pos in groups.items():
         out.extend(([j], pos[i : i + fit]) for i in range(0, len(pos), fit))
     return out
@@ -175,12 +209,15 @@ def _put(dst: torch.Tensor, dim: int, idx: Sequence[int], src: torch.Tensor) -> 
         dst.index_copy_(dim, _device_index(tuple(idx), dst.device), src)
 
 
-@functools.lru_cache(maxsize=64)
 def _device_index(idx: tuple[int, ...], device: torch.device) -> torch.Tensor:
-    """`idx` as a long tensor on `device`, made once: no host-to-device copy per layer call."""
+    """`idx` as a long tensor on `device`; to a GPU from pinned memory, so the copy is queued
+    on the stream and the host does not wait for the GPU."""
     import torch
 
-    return torch.tensor(idx, dtype=torch.long, device=device)
+    host = torch.tensor(idx, dtype=torch.long)
+    if device.type == "cpu":
+        return host
+    return host.pin_memory().to(device, non_blocking=True)
 
 
 def vertical_slash_scores_ref(

@@ -144,7 +144,7 @@ def _vs_indices(
     vertical, slash = ramp_v, ramp_s
     if lp.any_estimated:
         # at the model's own scale, as calibration (whose captured queries fold it in) scored;
-        # only the last query rows of the estimated heads are read, nothing of q is copied whole
+        # only the last query rows are read: nothing of q is copied whole
         v_score, s_score = vertical_slash_scores(q, k, t, scale=scale, heads=lp.estimated)
         v_score[..., :FORCED] = float("inf")  # attention sinks
         s_score[..., :FORCED] = float("inf")  # the local band
