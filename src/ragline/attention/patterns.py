@@ -182,9 +182,9 @@ def _kv_batches(
         r = sizes.pop()
         step = _CHUNK_BYTES // (r * per_query + per_key)  # key heads with all their queries
         if step >= 1:
-            keys = list(groups)
-            for i in range(0, len(keys), step):
-                run = keys[i : i + step]
+            kv_heads = list(groups)
+            for i in range(0, len(kv_heads), step):
+                run = kv_heads[i : i + step]
                 out.append((run, [p for j in run for p in groups[j]]))
             return out
     # one key head at a time, its query heads split as the rest of the budget allows
@@ -194,16 +194,21 @@ def _kv_batches(
     return out
 
 
+def _is_run(idx: Sequence[int]) -> bool:
+    """Whether `idx` (non-empty) is consecutive ascending positions, a slice of its axis."""
+    return list(idx) == list(range(idx[0], idx[0] + len(idx)))
+
+
 def _take(x: torch.Tensor, dim: int, idx: Sequence[int]) -> torch.Tensor:
     """`x` at positions `idx` of `dim`: a view for a run of consecutive positions, else a copy."""
-    if list(idx) == list(range(idx[0], idx[0] + len(idx))):
+    if _is_run(idx):
         return x.narrow(dim, idx[0], len(idx))
     return x.index_select(dim, _device_index(tuple(idx), x.device))
 
 
 def _put(dst: torch.Tensor, dim: int, idx: Sequence[int], src: torch.Tensor) -> None:
     """Write `src` into `dst` at positions `idx` of `dim` (a slice copy for a run)."""
-    if list(idx) == list(range(idx[0], idx[0] + len(idx))):
+    if _is_run(idx):
         dst.narrow(dim, idx[0], len(idx)).copy_(src)
     else:
         dst.index_copy_(dim, _device_index(tuple(idx), dst.device), src)
