@@ -9,14 +9,13 @@ from typing import Any
 
 import torch
 
-from ragline.attention.patterns import block_sparse_indices, vertical_slash_indices
+from ragline.attention.patterns import block_sparse_plan, vertical_slash_indices
 from ragline.kernels import (
     BandedPlan,
     BlockSparsePlan,
     VerticalSlashPlan,
     block_sparse,
     plan_banded,
-    plan_block_sparse,
     plan_vertical_slash,
     vertical_slash,
 )
@@ -47,8 +46,7 @@ def _lens(q: torch.Tensor) -> torch.Tensor:
 
 def block_sparse_case(top_k: int) -> Case:
     def build(q: torch.Tensor, k: torch.Tensor) -> Plan:
-        idx = block_sparse_indices(q, k, top_k)
-        return plan_block_sparse(idx, _lens(q), q.shape[2], compact=True)
+        return block_sparse_plan(q, k, top_k, _lens(q))
 
     return Case("block_sparse", f"top{top_k}", f"top-{top_k} blocks of 64", build)
 

@@ -187,7 +187,7 @@ def compare_topk(name: str) -> None:
         print(f"row_topk {rows}x{width} k={k}: equal to reference {same}", flush=True)
     pick = patterns._row_topk_kernel_for
     rows_out = _compare(
-        "_row_topk_kernel_for", [("torch", lambda s: False), ("kernel", pick)], TOPK_LENGTHS,
+        "_row_topk_kernel_for", [("torch", lambda q, w: False), ("kernel", pick)], TOPK_LENGTHS,
         ranked=False,
     )  # fmt: skip
     _write(

@@ -213,3 +213,61 @@ def test_block_sparse_indices_same_in_row_bands(
     banded = block_sparse_indices(q, k, top_k, **kw)
     assert torch.equal(whole.sort(-1).values, banded.sort(-1).values)
     assert torch.equal(whole_ranked, block_sparse_indices(q, k, top_k, ranked=True, **kw))
+
+
+@pytest.mark.parametrize(
+    ("t", "top_k", "block_m", "split", "given_kv"),
+    [
+        (1000, 6, 128, "", False),
+        (2977, 9, 128, "bands", True),
+        (2977, 5, 64, "bands+chunks", False),
+        (700, 40, 128, "chunks", True),
+        (1, 4, 128, "", False),
+    ],
+)
+def test_block_sparse_plan_through_the_top_k_kernel_equals_the_torch_path(
+    monkeypatch: pytest.MonkeyPatch, t: int, top_k: int, block_m: int, split: str, given_kv: bool
+) -> None:
+    """The GPU path (raw scores into `row_topk` with candidates and counts) plans what the torch
+    path (causal bias, `topk`, short rows patched) plans, row for row; both equal the scores."""
+    import ragline.attention.patterns as patterns
+    from ragline.attention.patterns import block_sparse_plan
+    from ragline.kernels.block_sparse import block_sparse_mask
+
+    g = torch.Generator().manual_seed(t + top_k)
+    q, k = torch.randn(2, 4, t, 64, generator=g), torch.randn(2, 2, t, 64, generator=g)
+    kv = torch.tensor([0, 0, 1, 1]) if given_kv else None  # the default groups, spelled out
+    lens = torch.tensor([t, t], dtype=torch.int32)
+    kw = {"block_m": block_m, "block_n": 64, "kv_index": kv}
+    if "bands" in split:
+        monkeypatch.setattr(patterns, "_BAND_ELEMENTS", 1)
+    if "chunks" in split:
+        monkeypatch.setattr(patterns, "_CHUNK_BYTES", 1)
+    torch_plan = block_sparse_plan(q, k, top_k, lens, **kw)
+    monkeypatch.setattr(patterns, "_row_topk_kernel_for", lambda q, width: True)
+    kernel_plan = block_sparse_plan(q, k, top_k, lens, **kw)
+    assert torch.equal(kernel_plan.block_count, torch_plan.block_count)
+    ratio = block_m // 64
+    n_m = kernel_plan.block_count.shape[-1]
+    left = (torch.arange(n_m) * ratio).clamp(max=-(-t // 64))
+    assert torch.equal(kernel_plan.block_count[0, 0], left.clamp(max=max(1, top_k - ratio)).int())
+    scores = block_sparse_scores(q, k, block_m=block_m)
+    for b in range(2):
+        for s in range(4):
+            mask = block_sparse_mask(kernel_plan, b, s)
+            assert torch.equal(mask, block_sparse_mask(torch_plan, b, s)), (b, s)
+            for m in range(n_m):  # listed in position order, block 0 first, all left of m
+                n = int(kernel_plan.block_count[b, s, m])
+                row = kernel_plan.block_idx[b, s, m].long()
+                assert (row[n:] == -1).all() and (row[:n].diff() > 0).all()
+                if n:
+                    assert row[0] == 0 and torch.isfinite(scores[b, s, m, row[:n]]).all()
+
+
+def test_block_scores_of_gqa_groups_equal_gathered_key_heads() -> None:
+    g = torch.Generator().manual_seed(17)
+    q, k = torch.randn(1, 6, 900, 64, generator=g), torch.randn(1, 2, 900, 64, generator=g)
+    grouped = block_sparse_scores(q, k)  # consecutive groups: one product per key head
+    gathered = block_sparse_scores(q, k, kv_index=torch.tensor([0, 0, 0, 1, 1, 1]))
+    torch.testing.assert_close(grouped, gathered, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grouped, block_sparse_scores_ref(q, k), rtol=1e-4, atol=1e-4)

@@ -125,3 +125,26 @@ def test_a_dense_layer_returns_sdpa_output() -> None:
         q, k.repeat_interleave(2, 1), v.repeat_interleave(2, 1), is_causal=True, scale=0.125
     )
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("all_heads", [True, False])
+def test_block_sparse_layer_through_the_top_k_kernel(
+    monkeypatch: pytest.MonkeyPatch, all_heads: bool
+) -> None:
+    """The GPU index path (`row_topk` with candidates and counts) in a layer: the same attention
+    as the torch path, for a layer of block-sparse heads and for block-sparse heads among others."""
+    import ragline.attention.patterns as patterns
+
+    t, d = 1100, 64
+    g = torch.Generator().manual_seed(8)
+    q = torch.randn(1, 4, t, d, generator=g)
+    k, v = torch.randn(1, 2, t, d, generator=g), torch.randn(1, 2, t, d, generator=g)
+    heads = [BlockSparse(top_k=5)] * 4 if all_heads else [
+        AShape(sinks=64, window=200), BlockSparse(top_k=5), Dense(), BlockSparse(top_k=5)
+    ]  # fmt: skip
+    lp = _layer(heads, torch.device("cpu"))
+    assert lp.bs_all == all_heads
+    want = sparse_prefill_layer(q, k, v, lp, 1 / math.sqrt(d))
+    monkeypatch.setattr(patterns, "_row_topk_kernel_for", lambda q, width: True)
+    got = sparse_prefill_layer(q, k, v, lp, 1 / math.sqrt(d))
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)

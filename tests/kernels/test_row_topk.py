@@ -81,7 +81,57 @@ def test_block_sparse_indices_through_the_kernel(monkeypatch: pytest.MonkeyPatch
     g = torch.Generator().manual_seed(4)
     q, k = torch.randn(1, 4, 1500, 64, generator=g), torch.randn(1, 2, 1500, 64, generator=g)
     want = patterns.block_sparse_indices(q, k, 7)
-    monkeypatch.setattr(patterns, "_row_topk_kernel_for", lambda scores: True)
+    monkeypatch.setattr(patterns, "_row_topk_kernel_for", lambda q, width: True)
     monkeypatch.setattr(patterns, "_BAND_ELEMENTS", 1)  # bands as well
     got = patterns.block_sparse_indices(q, k, 7)
     assert torch.equal(got.sort(-1).values, want.sort(-1).values)
+
+
+@pytest.mark.parametrize(
+    ("rows", "period", "width", "k"), [(6, 3, 41, 7), (8, 1, 130, 98), (4, 4, 5, 5), (9, 9, 300, 1)]
+)
+def test_candidates_first_position_and_counts_match_the_reference(
+    rows: int, period: int, width: int, k: int
+) -> None:
+    g = torch.Generator().manual_seed(rows * width + k)
+    scores = torch.randn(rows, width, generator=g)
+    scores[::2, 1::5] = float("inf")
+    scores[1::3, ::4] = float("-inf")
+    # below zero, zero, fewer than k, more than k, past the row: every kind of row
+    valid = torch.randint(-2, width + 4, (period,), generator=g)
+    valid[0] = 0
+    for v in (valid, valid.int(), None):
+        for first in (False, True):
+            counts = torch.full((rows,), -7, dtype=torch.int32)
+            got = row_topk(scores, k, valid=v, keep_first=first, counts=counts)
+            want = row_topk_ref(scores, k, valid=v, keep_first=first)
+            assert torch.equal(got, want), (v, first)
+            assert torch.equal(counts, (want >= 0).sum(-1, dtype=torch.int32))
+            if v is not None:  # a row never reaches past its candidates, and pads with -1
+                n = v.repeat(rows // period).clamp(0, width)
+                assert (got.max(-1).values < n.clamp(min=1)).all()
+                assert torch.equal(counts, n.clamp(max=k).int())
+
+
+def test_first_position_goes_before_infinities_and_other_rows_keep_theirs() -> None:
+    inf = float("inf")
+    scores = torch.tensor([[1.0, inf, inf, 5.0], [-inf, 2.0, 3.0, 1.0]])
+    assert row_topk(scores, 1, keep_first=True).tolist() == [[0], [0]]
+    assert row_topk(scores, 2, keep_first=True).tolist() == [[0, 1], [0, 2]]
+    assert row_topk(scores, 2, valid=torch.tensor([1, 3]), keep_first=True).tolist() == [
+        [0, -1],
+        [0, 2],
+    ]
+    assert row_topk(scores, 2, valid=torch.tensor([0, 4])).tolist() == [[-1, -1], [1, 2]]
+
+
+def test_bad_candidates_and_counts_are_refused() -> None:
+    scores = torch.randn(6, 10)
+    with pytest.raises(ValueError, match="multiple of P"):
+        row_topk(scores, 3, valid=torch.tensor([1, 2, 3, 4]))
+    with pytest.raises(ValueError, match="int32/int64"):
+        row_topk(scores, 3, valid=torch.tensor([1.0, 2.0]))
+    with pytest.raises(ValueError, match="counts must be"):
+        row_topk(scores, 3, counts=torch.zeros(6, dtype=torch.int64))
+    with pytest.raises(ValueError, match="counts must be"):
+        row_topk(scores, 3, counts=torch.zeros(2, 3, dtype=torch.int32))

@@ -61,8 +61,11 @@ def _attention(
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
     runtime.sparse_calls += 1
     lp = runtime.layer(layer, query.device)
+    b, h = query.shape[:2]
+    # The kernels write [B, T, H, D] memory directly: no 1 GB transposing copy at 128K tokens.
+    buf = query.new_empty(b, t, h, value.shape[-1]).transpose(1, 2)
     out = sparse_prefill_layer(
-        query, key, value, lp, scale, dense_above=runtime.dense_above, runtime=runtime
+        query, key, value, lp, scale, dense_above=runtime.dense_above, runtime=runtime, out=buf
     )
     return out.transpose(1, 2).contiguous(), None
 

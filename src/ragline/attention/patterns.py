@@ -23,9 +23,12 @@ if TYPE_CHECKING:
 
     import torch
 
+    from ragline.kernels.block_sparse.plan import BlockSparsePlan
+
 __all__ = [
     "a_shape_indices",
     "block_sparse_indices",
+    "block_sparse_plan",
     "block_sparse_scores",
     "block_sparse_scores_ref",
     "vertical_slash_indices",
@@ -382,28 +385,39 @@ def _bands(n_m: int, n_k: int, ratio: int, least: int) -> list[tuple[slice, int]
 def _block_scores(
     q_pool: torch.Tensor,
     k_pool: torch.Tensor,
-    kv_index: torch.Tensor,
-    ratio: int,
-    force_first: bool,
+    kv_index: torch.Tensor | None,
     band: tuple[slice, int] | None,
+    bias: tuple[int, bool] | None,
 ) -> Iterator[tuple[slice, torch.Tensor]]:
     """Pooled block scores of a band of query blocks (None: all) against the key blocks it can
     read, a few heads at a time: `(heads, [B, h, rows, width] float32)` per chunk.
 
-    Chunks bound the memory (at 1M tokens one head's scores take 512 MiB).
+    `kv_index` names each query head's key head; None: consecutive GQA groups, which multiply
+    their shared key head as one matrix of `group x rows` query rows instead of a gathered copy
+    of it per query head. `bias` `(ratio, force_first)` adds `_left_bias` (-inf on and right of
+    each diagonal); without it, entries there are left as computed. Chunks bound the memory (at
+    1M tokens one head's scores take 512 MiB).
     """
     import torch
 
+    b, h, n_m, d = q_pool.shape
     if band is None:
-        row0, row1, width = 0, q_pool.shape[2], k_pool.shape[2]
+        row0, row1, width = 0, n_m, k_pool.shape[2]
     else:  # views only where needed: short prompts are bound by host time
         row0, row1, width = band[0].start, band[0].stop, band[1]
         q_pool, k_pool = q_pool[:, :, row0:row1], k_pool[:, :, :width]
-    bias = _left_bias(row0, row1, width, ratio, force_first, q_pool.device)
-    h = q_pool.shape[1]
-    for hs in _chunks(h, q_pool.shape[2] * k_pool.shape[2] * 4):
-        part = torch.matmul(q_pool[:, hs], _kv_for(k_pool, hs, kv_index).transpose(-1, -2))
-        yield hs, part.add_(bias)
+    rows = row1 - row0
+    add = None if bias is None else _left_bias(row0, row1, width, *bias, q_pool.device)
+    group = 1 if kv_index is not None else h // k_pool.shape[1]
+    for ks in _chunks(h // group, group * rows * width * 4):
+        hs = slice(ks.start * group, ks.stop * group)
+        if kv_index is None:
+            # [B, kv heads, group * rows, D]: a view of q_pool when no band slices its rows
+            qg = q_pool[:, hs].reshape(b, ks.stop - ks.start, group * rows, d)
+            part = torch.matmul(qg, k_pool[:, ks].transpose(-1, -2)).view(b, -1, rows, width)
+        else:
+            part = torch.matmul(q_pool[:, hs], _kv_for(k_pool, hs, kv_index).transpose(-1, -2))
+        yield hs, part if add is None else part.add_(add)
 
 
 def block_sparse_scores(
@@ -421,8 +435,8 @@ def block_sparse_scores(
     import torch
 
     q_pool, k_pool = _pool(q, block_m), _pool(k, block_n)
-    kv = _kv_index(kv_index, q.shape[1], k)
-    parts = _block_scores(q_pool, k_pool, kv, block_m // block_n, False, None)
+    kv = None if kv_index is None else _kv_index(kv_index, q.shape[1], k)
+    parts = _block_scores(q_pool, k_pool, kv, None, (block_m // block_n, False))
     return torch.cat([part for _, part in parts], 1)
 
 
@@ -458,7 +472,7 @@ def block_sparse_indices(
 ) -> torch.Tensor:
     """Top key blocks per query block: `[B, H, NM, K]` int32, -1 pads last.
 
-    Blocks come in no particular order, or best first with `ranked` (slower: a sort), which
+    Blocks come in position order, or best first with `ranked` (slower: a sort), which
     lets a caller cut per-head budgets from one top-k.
 
     `top_k` counts every key block a query block reads: its own `block_m / block_n` diagonal
@@ -470,56 +484,135 @@ def block_sparse_indices(
         >>> block_sparse_indices(q, k, 4).shape
         torch.Size([1, 2, 8, 2])
     """
+    return _select_blocks(q, k, top_k, block_m, block_n, kv_index, ranked)[0]
+
+
+def block_sparse_plan(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    top_k: int,
+    seq_lens: torch.Tensor,
+    *,
+    heads: torch.Tensor | None = None,
+    kv_index: torch.Tensor | None = None,
+    budgets: torch.Tensor | None = None,
+    block_m: int = 128,
+    block_n: int = 64,
+) -> BlockSparsePlan:
+    """Indices and kernel plan of block-sparse heads in one step, with no host sync.
+
+    Args:
+        q: `[B, S, T, D]` queries of the block-sparse heads; k: `[B, H_kv, T, D]`.
+        top_k: key blocks per query block, as in `block_sparse_indices`.
+        seq_lens: `[B]` valid tokens per sequence.
+        heads: `[S]` the layer's query head of each row of `q` (default `0..S-1`).
+        kv_index: `[S]` key head of each row of `q` (default: consecutive GQA groups).
+        budgets: `[S]` per-head `top_k`s, at most `top_k` (one ranked top-k is cut per head).
+    """
+    import torch
+
+    from ragline.kernels.block_sparse.plan import plan_block_sparse
+
+    idx, count = _select_blocks(q, k, top_k, block_m, block_n, kv_index, budgets is not None)
+    if budgets is not None:
+        # at least the forced first block, as `block_sparse_indices` (and calibration) keep it
+        chosen = (budgets.to(q.device) - block_m // block_n).clamp(min=1)[:, None, None]
+        idx = torch.where(torch.arange(idx.shape[-1], device=q.device) < chosen, idx, -1)
+        count = None
+    return plan_block_sparse(
+        idx, seq_lens, q.shape[2], heads=heads, block_m=block_m, block_n=block_n,
+        compact=True, block_count=count,
+    )  # fmt: skip
+
+
+def _select_blocks(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    top_k: int,
+    block_m: int,
+    block_n: int,
+    kv_index: torch.Tensor | None,
+    ranked: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """`block_sparse_indices`, and each row's count of blocks (None with `ranked`).
+
+    On a GPU each band of rows is one `row_topk` launch that reads the raw scores: it takes the
+    blocks left of each query block's diagonal as candidates and block 0 first, so no causal
+    bias, no pass for rows with fewer blocks than the budget, and no count pass follow it. At
+    16K tokens that is 5 launches where there were 14, on a build bound by host time.
+    """
     import torch
 
     b, h, t, _d = q.shape
     ratio = block_m // block_n
     n_m, n_k = -(-t // block_m), -(-t // block_n)
     chosen = max(1, min(top_k - ratio, n_k))
-    idx = torch.empty(b, h, n_m, chosen, dtype=torch.int32, device=q.device)
     q_pool, k_pool = _pool(q, block_m), _pool(k, block_n)
-    kv = _kv_index(kv_index, h, k)
+    kv = None if kv_index is None else _kv_index(kv_index, h, k)
+    idx = torch.empty(b, h, n_m, chosen, dtype=torch.int32, device=q.device)
+    count = torch.empty(b, h, n_m, dtype=torch.int32, device=q.device)
     for band in _bands(n_m, n_k, ratio, chosen):
-        out = idx if band is None else idx[:, :, band[0]]
-        for hs, scores in _block_scores(q_pool, k_pool, kv, ratio, True, band):
-            if ranked:
-                top = scores.topk(chosen, -1)
-                out[:, hs] = torch.where(top.values > float("-inf"), top.indices, -1)
+        rows = slice(0, n_m) if band is None else band[0]
+        width = n_k if band is None else band[1]
+        kernel = not ranked and _row_topk_kernel_for(q, width)
+        bias = None if kernel else (ratio, True)
+        for hs, scores in _block_scores(q_pool, k_pool, kv, band, bias):
+            if kernel:
+                whole = band is None and hs.stop - hs.start == h  # the kernel's outputs are it
+                part = (
+                    count
+                    if whole
+                    else torch.empty(scores.shape[:3], dtype=torch.int32, device=q.device)
+                )
+                top = _kernel_top(scores, chosen, rows.start, ratio, part)
+                if whole:
+                    idx = top.view(b, h, n_m, chosen)
+                else:
+                    idx[:, hs, rows] = top.view(*scores.shape[:3], chosen)
+                    count[:, hs, rows] = part
+            elif ranked:
+                best = scores.topk(chosen, -1)
+                idx[:, hs, rows] = torch.where(best.values > float("-inf"), best.indices, -1)
             else:
                 # unsorted: the kernel does not care about order; sorting cost a tenth of top-k
-                out[:, hs] = _top_positions(scores, chosen)
-    if ranked:
-        return idx
-    use_all, every = _short_rows(n_m, n_k, ratio, chosen, q.device)
-    return torch.where(use_all, every, idx)
+                top = scores.topk(chosen, -1, sorted=False).indices
+                # only rows with at most `chosen` blocks left of the diagonal may pick a -inf one
+                use_all, every = _short_rows(n_m, n_k, ratio, chosen, q.device)
+                idx[:, hs, rows] = torch.where(use_all[rows], every[rows], top)
+                valid = _valid_blocks(rows.start, rows.stop, n_k, ratio, q.device)
+                count[:, hs, rows] = valid.clamp(max=chosen)
+    return idx, None if ranked else count
 
 
-_ROW_TOPK_MIN_ELEMENTS = 1 << 23
-"""Smaller score sets (prompts up to 32K tokens at 32 heads) keep `torch.topk`: there the index
-build is bound by host time, and the kernel's launch cost more than its faster top-k saved (on
-an H200, 0.50 against 0.46 ms per build at 32K; `sparse_index_topk_h200_threshold_2e21.json`)."""
-
-
-def _row_topk_kernel_for(scores: torch.Tensor) -> bool:
-    """Whether `_top_positions` runs the `row_topk` kernel: on a GPU, for rows it can hold."""
+def _row_topk_kernel_for(q: torch.Tensor, width: int) -> bool:
+    """Whether a band of `width` key blocks takes the `row_topk` kernel: on a GPU, rows it holds."""
     from ragline.kernels.row_topk import ROW_TOPK_MAX_WIDTH
 
-    return (
-        scores.is_cuda
-        and scores.shape[-1] <= ROW_TOPK_MAX_WIDTH
-        and scores.numel() >= _ROW_TOPK_MIN_ELEMENTS
-    )
+    return q.is_cuda and width <= ROW_TOPK_MAX_WIDTH
 
 
-def _top_positions(scores: torch.Tensor, k: int) -> torch.Tensor:
-    """Positions of the `k` best scores along the last axis, in no particular order."""
-    if _row_topk_kernel_for(scores):
-        from ragline.kernels.row_topk import row_topk
+def _kernel_top(
+    scores: torch.Tensor, chosen: int, row0: int, ratio: int, counts: torch.Tensor
+) -> torch.Tensor:
+    """`row_topk` of raw `[B, h, rows, width]` scores of query blocks `row0..`: `[B*h*rows, k]`,
+    with each row's count written to `counts` (`[B, h, rows]`, contiguous)."""
+    from ragline.kernels.row_topk import row_topk
 
-        # one program per row instead of torch's four radix passes (1.3 ms at 128K on an H200)
-        width = scores.shape[-1]
-        return row_topk(scores.reshape(-1, width), k).view(*scores.shape[:-1], k)
-    return scores.topk(k, -1, sorted=False).indices
+    rows, width = scores.shape[2], scores.shape[3]
+    valid = _valid_blocks(row0, row0 + rows, width, ratio, scores.device)
+    flat = scores.view(-1, width)
+    return row_topk(flat, chosen, valid=valid, keep_first=True, counts=counts.view(-1))
+
+
+@functools.lru_cache(maxsize=64)
+def _valid_blocks(
+    row0: int, row1: int, width: int, ratio: int, device: torch.device
+) -> torch.Tensor:
+    """`[row1 - row0]` int32: how many of `width` key blocks lie left of each query block's diagonal."""
+    import torch
+
+    rows = torch.arange(row0, row1, device=device, dtype=torch.int32)
+    return (rows * ratio).clamp(max=width)
 
 
 @functools.lru_cache(maxsize=8)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -15,8 +16,6 @@ __all__ = ["DENSE_ABOVE", "FORCED", "LayerPatterns", "SparsePrefill", "sparse_pr
 
 #: Columns and diagonals every estimated vertical-slash head keeps (sinks, local band).
 FORCED = 64
-#: Key blocks of 64 inside one query block of 128: always computed, counted in `top_k`.
-_DIAGONAL_BLOCKS = 2
 #: Tile density above which a vertical-slash head runs dense SDPA: the kernels compute their
 #: tiles at 0.71-0.88 of cuDNN's rate (H100/H200, Llama-3-8B shape, 32K-128K), so past about
 #: 0.7 of the tiles the sparse kernel is the slower way to the same attention.
@@ -32,6 +31,7 @@ class LayerPatterns:
     vs_vertical: torch.Tensor  # [S1] column budget (A-shape: sinks)
     vs_slash: torch.Tensor  # [S1] diagonal budget (A-shape: window; dense: all)
     bs_heads: torch.Tensor  # [S2] query heads on the block-sparse kernel
+    bs_heads32: torch.Tensor  # [S2] the same, int32, as the block-sparse plan holds them
     bs_top_k: torch.Tensor  # [S2]
     sdpa_heads: torch.Tensor  # [S3] query heads configured dense, run by SDPA
     max_vertical: int
@@ -87,7 +87,8 @@ def _layer(patterns: list, device: torch.device, *, dense_kernel: bool = False) 
     }
     band = next(iter(shapes)) if len(shapes) == 1 else None
     return LayerPatterns(
-        t(vs), t([i for i, e in enumerate(est) if e]), t(nv), t(ns), t(bs), t(topk), t(sdpa),
+        t(vs), t([i for i, e in enumerate(est) if e]), t(nv), t(ns), t(bs), t(bs, torch.int32),
+        t(topk), t(sdpa),
         max(nv, default=0), max(ns, default=0), any(est), max(topk, default=0),
         len(set(topk)) > 1, band, tuple(h for h, e in zip(vs, est, strict=True) if e),
         bs == list(range(len(patterns))),
@@ -119,6 +120,22 @@ class SparsePrefill:
             dense_kernel = math.isinf(self.dense_above)
             self._layers[key] = _layer(self.config.layers[idx], device, dense_kernel=dense_kernel)
         return self._layers[key]
+
+
+@functools.lru_cache(maxsize=16)
+def _full_lengths(b: int, t: int, device: torch.device) -> torch.Tensor:
+    """`[b]` int32, all `t`: the lengths of a batch of unpadded prompts."""
+    import torch
+
+    return torch.full((b,), t, dtype=torch.int32, device=device)
+
+
+@functools.lru_cache(maxsize=16)
+def _groups(h: int, h_kv: int, device: torch.device) -> torch.Tensor:
+    """`[h]` long: the key head of each query head, in consecutive GQA groups."""
+    import torch
+
+    return torch.arange(h, device=device) // (h // h_kv)
 
 
 def _budgeted(idx: torch.Tensor, budget: torch.Tensor) -> torch.Tensor:
@@ -185,6 +202,7 @@ def sparse_prefill_layer(
     *,
     dense_above: float = DENSE_ABOVE,
     runtime: SparsePrefill | None = None,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Causal prefill attention of one layer with each head on its pattern: `[B, H, T, D]`.
 
@@ -195,27 +213,28 @@ def sparse_prefill_layer(
             than this share of the causal tiles run dense SDPA instead; a layer of one A-shape
             (a banded plan, its size fixed by the config) is not checked.
         runtime: counts those heads in `runtime.dense_heads`.
+        out: `[B, H, T, D]` to write into, any strides with unit stride along D (a transposed
+            `[B, T, H, D]` buffer spares the copy back to a framework's layout); a layer of
+            dense heads returns SDPA's own output instead.
     """
     import torch
 
-    from ragline.attention.patterns import block_sparse_indices
-    from ragline.kernels import (
-        block_sparse,
-        plan_banded,
-        plan_block_sparse,
-        plan_vertical_slash,
-        vertical_slash,
-    )
+    from ragline.attention.patterns import block_sparse_plan
+    from ragline.kernels import block_sparse, plan_banded, plan_vertical_slash, vertical_slash
     from ragline.kernels.density import vertical_slash_tile_density
 
     b, h, t, _ = q.shape
-    kv_index = torch.arange(h, device=q.device) // (h // k.shape[1])
-    seq_lens = torch.full((b,), t, dtype=torch.int32, device=q.device)
+    # shape-only tensors, cached: at 16K tokens the host's launches bound the index build
+    seq_lens = _full_lengths(b, t, q.device)
+
+    def kv_index() -> torch.Tensor:
+        return _groups(h, k.shape[1], q.device)
+
     if lp.sdpa_heads.numel() == h:  # a dense layer: SDPA's output as it is, no copy
-        return _dense_heads(q, k, v, lp.sdpa_heads, kv_index, scale)
-    out = torch.empty_like(q)
+        return _dense_heads(q, k, v, lp.sdpa_heads, kv_index(), scale)
+    out = torch.empty_like(q) if out is None else out
     if lp.sdpa_heads.numel():
-        out[:, lp.sdpa_heads] = _dense_heads(q, k, v, lp.sdpa_heads, kv_index, scale)
+        out[:, lp.sdpa_heads] = _dense_heads(q, k, v, lp.sdpa_heads, kv_index(), scale)
     if lp.vs_heads.numel() and lp.band is not None:
         # a banded plan holds no index tensors: nothing to cache between layers
         band_plan = plan_banded(*lp.band, seq_lens, t, lp.vs_heads)
@@ -228,7 +247,7 @@ def sparse_prefill_layer(
         dense = vertical_slash_tile_density(vs_plan).amax(0) > dense_above
         if bool(dense.any()):  # one host sync per layer, at prompts of 16K tokens and more
             heads = lp.vs_heads[dense]
-            out[:, heads] = _dense_heads(q, k, v, heads, kv_index, scale)
+            out[:, heads] = _dense_heads(q, k, v, heads, kv_index(), scale)
             keep = ~dense
             if runtime is not None:
                 runtime.dense_heads += int(heads.numel())
@@ -240,12 +259,11 @@ def sparse_prefill_layer(
     if lp.bs_heads.numel():
         # a layer of block-sparse heads pools q itself: no 1 GB head copy at 128K tokens
         q_bs, kv_bs = (
-            (q, None) if lp.bs_all else (q.index_select(1, lp.bs_heads), kv_index[lp.bs_heads])
+            (q, None) if lp.bs_all else (q.index_select(1, lp.bs_heads), kv_index()[lp.bs_heads])
         )
-        idx = block_sparse_indices(q_bs, k, lp.max_top_k, kv_index=kv_bs, ranked=lp.mixed_top_k)
-        # at least the forced first block, as `block_sparse_indices` (and calibration) keep it
-        chosen = (lp.bs_top_k - _DIAGONAL_BLOCKS).clamp(min=1)[:, None, None]
-        idx = torch.where(torch.arange(idx.shape[-1], device=q.device) < chosen, idx, -1)
-        bs_plan = plan_block_sparse(idx, seq_lens, t, heads=lp.bs_heads, compact=True)
+        bs_plan = block_sparse_plan(
+            q_bs, k, lp.max_top_k, seq_lens, heads=lp.bs_heads32, kv_index=kv_bs,
+            budgets=lp.bs_top_k if lp.mixed_top_k else None,
+        )  # fmt: skip
         block_sparse(q, k, v, bs_plan, scale=scale, out=out)
     return out

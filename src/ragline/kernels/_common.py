@@ -168,6 +168,11 @@ def run_sparse(
 
     check_qkv(q, k, v, plan.seq_lens)
     b, h, t, d = q.shape
+    if out is not None and (out.shape != q.shape or out.stride(-1) != 1):
+        raise KernelUnavailable(
+            f"out must be [B, H, T, D] = {tuple(q.shape)} with unit stride along D; got "
+            f"{tuple(out.shape)} strides {out.stride()}"
+        )
     if not use_triton(q):
         o, l_ = reference(q, k, v, plan, scale=scale, out=out)
         if lse is None:

@@ -40,6 +40,7 @@ def plan_block_sparse(
     block_m: int = 128,
     block_n: int = 64,
     compact: bool = False,
+    block_count: torch.Tensor | None = None,
 ) -> BlockSparsePlan:
     """Keep, per query block, the listed key blocks left of its diagonal, compacted, no host sync.
 
@@ -50,6 +51,9 @@ def plan_block_sparse(
         num_tokens: padded length `T`; `NM = cdiv(T, block_m)`.
         compact: the caller guarantees each row lists distinct valid blocks first, then -1s
             (what `block_sparse_indices` returns): skip the sorting and checks.
+        block_count: with `compact`, `[B, S, NM]` int32 counts of the listed blocks, known
+            already (the index builder's top-k kernel writes them): `block_idx`, int32, is
+            then taken as it is, since nothing past a row's count is read.
     """
     import torch
 
@@ -61,7 +65,22 @@ def plan_block_sparse(
         )
     dev = block_idx.device
     slots = block_idx.shape[1]
-    heads = torch.arange(slots, device=dev) if heads is None else heads.to(dev)
+    heads = torch.arange(slots, device=dev, dtype=torch.int32) if heads is None else heads.to(dev)
+    if compact and block_count is not None:
+        if block_count.shape != block_idx.shape[:3] or block_idx.dtype != torch.int32:
+            raise KernelUnavailable(
+                f"plan_block_sparse: block_count must be [B, S, NM] = {tuple(block_idx.shape[:3])} "
+                f"beside int32 block_idx; got {tuple(block_count.shape)}, {block_idx.dtype}"
+            )
+        return BlockSparsePlan(
+            seq_lens=seq_lens.to(device=dev, dtype=torch.int32),
+            heads=heads.to(torch.int32),
+            block_idx=block_idx.contiguous(),
+            block_count=block_count.to(torch.int32).contiguous(),
+            num_tokens=num_tokens,
+            block_m=block_m,
+            block_n=block_n,
+        )
     if compact:
         return BlockSparsePlan(
             seq_lens=seq_lens.to(device=dev, dtype=torch.int32),
