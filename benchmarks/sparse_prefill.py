@@ -109,6 +109,7 @@ TUNINGS = [
     KernelTuning(num_warps=4, num_stages=3, wide=True),
     KernelTuning(num_warps=8, num_stages=3, wide=False),
     KernelTuning(num_warps=8, num_stages=3, wide=True, ahead=True),  # block-sparse lookahead
+    KernelTuning(num_warps=8, num_stages=3, wide=True, ahead=True, lazy=True),  # its default
 ]
 # Head dim 256 always runs 64-key steps in two stages (larger tiles pass shared memory): only
 # the warp count is open.

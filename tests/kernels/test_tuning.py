@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from ragline.kernels import (
+    BLOCK_SPARSE_TUNING,
     KernelTuning,
     block_sparse,
     block_sparse_ref,
@@ -34,6 +35,7 @@ BLOCK_SPARSE_VARIANTS = [
     pytest.param(KernelTuning(wide=True, ahead=True), id="wide-ahead"),
     pytest.param(KernelTuning(wide=False, ahead=True), id="narrow-ahead"),
     pytest.param(KernelTuning(wide=True, ahead=False), id="wide-in-order"),
+    pytest.param(BLOCK_SPARSE_TUNING, id="default-ahead-lazy"),
 ]
 
 

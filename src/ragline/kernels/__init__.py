@@ -14,7 +14,7 @@ Ops (one folder each, see its README.md for the math):
 Importing this package does not import Triton; the kernels import it when first called.
 """
 
-from ragline.kernels._common import KernelTuning
+from ragline.kernels._common import BLOCK_SPARSE_TUNING, KernelTuning
 from ragline.kernels.block_sparse import (
     BlockSparsePlan,
     block_sparse,
@@ -33,6 +33,7 @@ from ragline.kernels.vertical_slash import (
 )
 
 __all__ = [
+    "BLOCK_SPARSE_TUNING",
     "BandedPlan",
     "BlockSparsePlan",
     "KernelTuning",

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = [
+    "BLOCK_SPARSE_TUNING",
     "KERNEL_HEAD_DIMS",
     "KernelTuning",
     "check_qkv",
@@ -74,9 +75,11 @@ class KernelTuning:
         lazy: rescale the running output only when a row's maximum grows by more than 2^8.
         ahead: block-sparse only: issue the next listed tile's scores before this tile's
             softmax, so the tensor cores and the exponentials can overlap; it holds one more
-            key tile, so it runs in at most two stages. Off by default: on H200s it measured
-            2-5 % faster up to 128K on one machine and within 1 % on another, but 20 % slower
-            at 512K-1M, where the far-flung listed blocks need the deeper load pipeline.
+            key tile, so it runs in at most two stages. Alone it measured 2-5 % faster up to
+            128K on H200s but 20 % slower at 512K-1M, where the far-flung listed blocks need
+            the deeper load pipeline; with `lazy`, which takes the rescaling multiply off the
+            path between one tile's products and the next, it is the fastest at every length
+            (`BLOCK_SPARSE_TUNING`).
     """
 
     num_warps: int | None = None
@@ -84,6 +87,13 @@ class KernelTuning:
     wide: bool = True
     lazy: bool = False
     ahead: bool = False
+
+
+BLOCK_SPARSE_TUNING = KernelTuning(lazy=True, ahead=True)
+"""The block-sparse op's default at head dim 128 in bf16/fp16: on an H200 (Llama-3-8B shape,
+top-100 blocks) it took 0.87-0.95 of the time of the plain default from 16K to 1M tokens, alone
+of the variants tried (ahead alone: 0.92-1.21; lazy alone: 1.02-1.08). Other head dims keep
+`KernelTuning()` until measured (`benchmarks/results/block_sparse_tuning_h200.json`)."""
 
 
 def import_triton() -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ragline.kernels._common import KernelTuning, run_sparse
+from ragline.kernels._common import BLOCK_SPARSE_TUNING, KernelTuning, run_sparse
 from ragline.kernels.block_sparse.plan import BlockSparsePlan, plan_block_sparse
 from ragline.kernels.block_sparse.reference import block_sparse_mask, block_sparse_ref
 
@@ -40,7 +40,9 @@ def block_sparse(
         scale: softmax scale, default `1 / sqrt(D)`.
         out, lse: optional `[B, H, T, D]` and `[B, H, T]` float32 to write into; heads outside
             `plan.heads` are left untouched.
-        tuning: launch choices (warps, stages, tile width); results do not depend on them.
+        tuning: launch choices (warps, stages, tile width); results do not depend on them
+            beyond rounding. Default: `BLOCK_SPARSE_TUNING` at head dim 128 in bf16/fp16,
+            where it was measured, else `KernelTuning()`.
 
     Returns:
         `(out [B, H, T, D], lse [B, H, T] float32)`; rows at or past `seq_lens[b]` are 0 / -inf.
@@ -53,6 +55,9 @@ def block_sparse(
         >>> plan = plan_block_sparse(idx, torch.tensor([256]), 256)
         >>> out, lse = block_sparse(q, k, v, plan)  # doctest: +SKIP
     """
+
+    if tuning is None and q.shape[-1] == 128 and q.element_size() == 2:
+        tuning = BLOCK_SPARSE_TUNING
 
     def launcher() -> Any:
         from ragline.kernels.block_sparse.triton import _block_sparse_launch
