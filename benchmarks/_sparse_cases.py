@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from typing import Any
 import torch
 
 from ragline.attention.patterns import block_sparse_plan, vertical_slash_indices
+from ragline.attention.sparse import _full_lengths
 from ragline.kernels import (
     BandedPlan,
     BlockSparsePlan,
@@ -41,12 +43,19 @@ class Case:
 
 
 def _lens(q: torch.Tensor) -> torch.Tensor:
-    return torch.full((q.shape[0],), q.shape[2], dtype=torch.int32, device=q.device)
+    """Full lengths, cached per shape as the runtime's layer holds them (not rebuilt per call)."""
+    return _full_lengths(q.shape[0], q.shape[2], q.device)
+
+
+@functools.lru_cache(maxsize=8)
+def _heads(h: int, device: torch.device) -> torch.Tensor:
+    """`0..h-1` int32: the head list a layer's patterns hold, built once per device."""
+    return torch.arange(h, device=device, dtype=torch.int32)
 
 
 def block_sparse_case(top_k: int) -> Case:
     def build(q: torch.Tensor, k: torch.Tensor) -> Plan:
-        return block_sparse_plan(q, k, top_k, _lens(q))
+        return block_sparse_plan(q, k, top_k, _lens(q), heads=_heads(q.shape[1], q.device))
 
     return Case("block_sparse", f"top{top_k}", f"top-{top_k} blocks of 64", build)
 
@@ -55,8 +64,7 @@ def banded_case(n_vertical: int, n_slash: int, pattern: str = "vertical_slash") 
     """First `n_vertical` columns and `n_slash` nearest diagonals (A-shape is the same shape)."""
 
     def build(q: torch.Tensor, k: torch.Tensor) -> Plan:
-        heads = torch.arange(q.shape[1], device=q.device)
-        return plan_banded(n_vertical, n_slash, _lens(q), q.shape[2], heads)
+        return plan_banded(n_vertical, n_slash, _lens(q), q.shape[2], _heads(q.shape[1], q.device))
 
     indices = "fixed" if pattern == "a_shape" else "banded"
     return Case(pattern, indices, f"{n_vertical}/{n_slash}", build)
@@ -71,7 +79,9 @@ def dense_case(n: int) -> Case:
 def estimated_case(n_vertical: int, n_slash: int, label: str) -> Case:
     def build(q: torch.Tensor, k: torch.Tensor) -> Plan:
         v_idx, s_idx = vertical_slash_indices(q, k, n_vertical, n_slash)
-        return plan_vertical_slash(v_idx, s_idx, _lens(q), q.shape[2])
+        return plan_vertical_slash(
+            v_idx, s_idx, _lens(q), q.shape[2], heads=_heads(q.shape[1], q.device)
+        )
 
     return Case("vertical_slash", label, f"{n_vertical}/{n_slash}", build)
 
@@ -110,7 +120,9 @@ def real_indices_case(path: str) -> tuple[int, Case]:
             s = [sets[i % len(sets)][1] for i in range(h)]
             made[key] = (torch.tensor([v], device=q.device), torch.tensor([s], device=q.device))
         v_idx, s_idx = made[key]
-        return plan_vertical_slash(v_idx, s_idx, _lens(q), seq_len)
+        return plan_vertical_slash(
+            v_idx, s_idx, _lens(q), seq_len, heads=_heads(q.shape[1], q.device)
+        )
 
     label = f"{n_vertical}/{n_slash} from {data['model']}"
     return seq_len, Case("vertical_slash", "estimated_real", label, build)

@@ -27,6 +27,7 @@ class LayerPatterns:
     """One layer's heads grouped by kernel, with per-head budgets (built once per device)."""
 
     vs_heads: torch.Tensor  # [S1] query heads on the vertical-slash kernel (dense: dense_kernel)
+    vs_heads32: torch.Tensor  # [S1] the same, int32, as the kernel plans hold them
     vs_estimated: torch.Tensor  # [E] long: positions in vs_heads of heads with estimated indices
     vs_vertical: torch.Tensor  # [S1] column budget (A-shape: sinks)
     vs_slash: torch.Tensor  # [S1] diagonal budget (A-shape: window; dense: all)
@@ -87,8 +88,8 @@ def _layer(patterns: list, device: torch.device, *, dense_kernel: bool = False) 
     }
     band = next(iter(shapes)) if len(shapes) == 1 else None
     return LayerPatterns(
-        t(vs), t([i for i, e in enumerate(est) if e]), t(nv), t(ns), t(bs), t(bs, torch.int32),
-        t(topk), t(sdpa),
+        t(vs), t(vs, torch.int32), t([i for i, e in enumerate(est) if e]), t(nv), t(ns), t(bs),
+        t(bs, torch.int32), t(topk), t(sdpa),
         max(nv, default=0), max(ns, default=0), any(est), max(topk, default=0),
         len(set(topk)) > 1, band, tuple(h for h, e in zip(vs, est, strict=True) if e),
         bs == list(range(len(patterns))),
@@ -237,11 +238,11 @@ def sparse_prefill_layer(
         out[:, lp.sdpa_heads] = _dense_heads(q, k, v, lp.sdpa_heads, kv_index(), scale)
     if lp.vs_heads.numel() and lp.band is not None:
         # a banded plan holds no index tensors: nothing to cache between layers
-        band_plan = plan_banded(*lp.band, seq_lens, t, lp.vs_heads)
+        band_plan = plan_banded(*lp.band, seq_lens, t, lp.vs_heads32)
         vertical_slash(q, k, v, band_plan, scale=scale, out=out)
     elif lp.vs_heads.numel():
         vertical, slash = _vs_indices(q, k, lp, scale)
-        vs_plan = plan_vertical_slash(vertical, slash, seq_lens, t, heads=lp.vs_heads)
+        vs_plan = plan_vertical_slash(vertical, slash, seq_lens, t, heads=lp.vs_heads32)
         # Estimated indices can scatter into nearly every tile (real queries and keys at 32K
         # gave density 0.85 for 1000/6096): there dense SDPA is faster than the sparse kernel.
         dense = vertical_slash_tile_density(vs_plan).amax(0) > dense_above
