@@ -27,9 +27,11 @@ from typing import Any
 import torch
 
 sys.path.insert(0, os.environ["OLD_TREE"])
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import old_bs_patterns as oldp
 import old_bs_sparse as olds
 
+import sparse_prefill
 from ragline.attention import sparse as news
 from ragline.attention.config import BlockSparse
 from ragline.attention.patterns import block_sparse_plan
@@ -37,19 +39,9 @@ from ragline.kernels import block_sparse, plan_block_sparse
 from ragline.kernels.row_topk import row_topk, row_topk_ref
 
 
-def time_ms(fn: Callable[[], Any], reps: int = 15) -> float:
-    """Median CUDA-event time of `fn` after one untimed call."""
-    fn()
-    torch.cuda.synchronize()
-    samples = []
-    for _ in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        b.synchronize()
-        samples.append(a.elapsed_time(b))
-    return statistics.median(samples)
+def time_ms(fn: Callable[[], Any]) -> float:
+    """Median of 15 CUDA-event timings after one untimed call."""
+    return sparse_prefill.time_ms(fn, budget_ms=float("inf"), max_reps=15)
 
 
 def host_ms(fn: Callable[[], Any], reps: int = 20) -> float:
