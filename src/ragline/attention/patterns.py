@@ -539,7 +539,8 @@ def _select_blocks(
     On a GPU each band of rows is one `row_topk` launch that reads the raw scores: it takes the
     blocks left of each query block's diagonal as candidates and block 0 first, so no causal
     bias, no pass for rows with fewer blocks than the budget, and no count pass follow it. At
-    16K tokens that is 5 launches where there were 14, on a build bound by host time.
+    16K tokens that is 4 launches (two poolings, the product, the top-k) where layer and plan
+    made 18, on a build bound by host time.
     """
     import torch
 
