@@ -271,3 +271,19 @@ def test_block_scores_of_gqa_groups_equal_gathered_key_heads() -> None:
     gathered = block_sparse_scores(q, k, kv_index=torch.tensor([0, 0, 0, 1, 1, 1]))
     torch.testing.assert_close(grouped, gathered, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(grouped, block_sparse_scores_ref(q, k), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(("heads", "kv_heads"), [(5, 2), (1, 2), (3, 2)])
+def test_query_heads_that_do_not_group_over_key_heads_need_a_kv_map(
+    heads: int, kv_heads: int
+) -> None:
+    q, k = torch.randn(1, heads, 300, 64), torch.randn(1, kv_heads, 300, 64)
+    for build in (
+        lambda: block_sparse_indices(q, k, 4),
+        lambda: block_sparse_scores(q, k),
+        lambda: vertical_slash_scores(q, k, 300),
+    ):
+        with pytest.raises(ValueError, match="pass kv_index"):
+            build()
+    kv = torch.arange(heads) % kv_heads  # any explicit map works
+    assert block_sparse_indices(q, k, 4, kv_index=kv).shape == (1, heads, 3, 2)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from ragline.errors import KernelUnavailable
 from ragline.kernels import block_sparse, block_sparse_ref, plan_block_sparse
 from ragline.kernels.block_sparse import block_sparse_mask
 from tests.kernels._util import assert_close, qkv
@@ -81,3 +82,39 @@ def test_compact_plan_from_the_index_builder_equals_checked_plan() -> None:
     out_c, _ = block_sparse(q, k, v, compact)
     ref, _ = block_sparse_ref(q, k, v, checked)
     assert_close(out_c, ref, lens, "compact plan")
+
+
+def test_block_count_needs_a_compact_plan_on_the_same_device() -> None:
+    idx = torch.zeros(1, 2, 3, 4, dtype=torch.int32)
+    with pytest.raises(KernelUnavailable, match="compact=True"):
+        plan_block_sparse(idx, torch.tensor([300]), 300, block_count=torch.zeros(1, 2, 3))
+    with pytest.raises(KernelUnavailable, match="block_count must be"):
+        plan_block_sparse(
+            idx, torch.tensor([300]), 300, compact=True, block_count=torch.zeros(1, 2, 2)
+        )
+
+
+@pytest.mark.parametrize(("t", "d", "ahead"), [(40, 128, False), (127, 128, False),
+                                               (300, 128, True), (300, 64, False)])  # fmt: skip
+def test_default_launch_and_no_lookahead_past_a_short_prompt(
+    monkeypatch: pytest.MonkeyPatch, t: int, d: int, ahead: bool
+) -> None:
+    """The default at head dim 128 is lookahead + lazy; below one 128-key tile the lookahead,
+    which loads block 0's whole tile even for an empty list, is off (it read past the keys)."""
+    import importlib
+
+    # the package's `block_sparse` attribute is the op, so the module is looked up by name
+    bs_triton = importlib.import_module("ragline.kernels.block_sparse.triton")
+
+    seen: dict = {}
+
+    class Recorder:
+        def __getitem__(self, grid: object) -> object:
+            return lambda *args, **kw: seen.update(kw)
+
+    monkeypatch.setattr(bs_triton, "_block_sparse_kernel", Recorder())
+    q, k, v = qkv(1, 2, 1, t, d, torch.bfloat16, seed=t)
+    idx = torch.zeros(1, 2, -(-t // 128), 1, dtype=torch.int32)
+    block_sparse(q, k, v, plan_block_sparse(idx, torch.tensor([t]), t))
+    assert seen["AHEAD"] is ahead
+    assert seen["LAZY"] is (d == 128)

@@ -135,3 +135,11 @@ def test_bad_candidates_and_counts_are_refused() -> None:
         row_topk(scores, 3, counts=torch.zeros(6, dtype=torch.int64))
     with pytest.raises(ValueError, match="counts must be"):
         row_topk(scores, 3, counts=torch.zeros(2, 3, dtype=torch.int32))
+
+
+def test_strided_candidates_and_counts_are_refused() -> None:
+    scores = torch.randn(4, 10)
+    with pytest.raises(ValueError, match="contiguous"):
+        row_topk(scores, 3, valid=torch.tensor([3, 9, 0, 7, 1, 2, 5, 6])[::2])
+    with pytest.raises(ValueError, match="contiguous"):
+        row_topk(scores, 3, counts=torch.zeros(4, 2, dtype=torch.int32)[:, 0])

@@ -63,7 +63,12 @@ def _attention(
     lp = runtime.layer(layer, query.device)
     b, h = query.shape[:2]
     # The kernels write [B, T, H, D] memory directly: no 1 GB transposing copy at 128K tokens.
-    buf = query.new_empty(b, t, h, value.shape[-1]).transpose(1, 2)
+    # A layer of dense heads returns SDPA's own output, so it gets no buffer to hold.
+    buf = (
+        None
+        if lp.sdpa_heads.numel() == h
+        else query.new_empty(b, t, h, value.shape[-1]).transpose(1, 2)
+    )
     out = sparse_prefill_layer(
         query, key, value, lp, scale, dense_above=runtime.dense_above, runtime=runtime, out=buf
     )

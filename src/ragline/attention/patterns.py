@@ -51,7 +51,17 @@ def _kv_index(kv_index: torch.Tensor | None, h: int, k: torch.Tensor) -> torch.T
 
     if kv_index is not None:
         return kv_index.to(device=k.device, dtype=torch.long)
-    return torch.arange(h, device=k.device) // (h // k.shape[1])
+    return torch.arange(h, device=k.device) // _group(h, k.shape[1])
+
+
+def _group(h: int, h_kv: int) -> int:
+    """Query heads per key head, for consecutive GQA groups (no `kv_index` given)."""
+    if h_kv < 1 or h < h_kv or h % h_kv:
+        raise ValueError(
+            f"{h} query heads cannot share {h_kv} key heads in equal consecutive groups; pass "
+            "kv_index naming the key head of each query head"
+        )
+    return h // h_kv
 
 
 def _kv_for(k: torch.Tensor, heads: slice, kv_index: torch.Tensor) -> torch.Tensor:
@@ -82,7 +92,7 @@ def vertical_slash_scores(
     b, h, t, d = q.shape
     heads = list(range(h)) if heads is None else [int(x) for x in heads]
     if kv_index is None:
-        kv = [x // (h // k.shape[1]) for x in range(h)]
+        kv = [x // _group(h, k.shape[1]) for x in range(h)]
     else:
         kv = [int(x) for x in (kv_index.tolist() if hasattr(kv_index, "tolist") else kv_index)]
     if len(kv) != h or not all(0 <= j < k.shape[1] for j in kv):
@@ -408,7 +418,7 @@ def _block_scores(
         q_pool, k_pool = q_pool[:, :, row0:row1], k_pool[:, :, :width]
     rows = row1 - row0
     add = None if bias is None else _left_bias(row0, row1, width, *bias, q_pool.device)
-    group = 1 if kv_index is not None else h // k_pool.shape[1]
+    group = 1 if kv_index is not None else _group(h, k_pool.shape[1])
     for ks in _chunks(h // group, group * rows * width * 4):
         hs = slice(ks.start * group, ks.stop * group)
         if kv_index is None:
@@ -472,8 +482,9 @@ def block_sparse_indices(
 ) -> torch.Tensor:
     """Top key blocks per query block: `[B, H, NM, K]` int32, -1 pads last.
 
-    Blocks come in position order, or best first with `ranked` (slower: a sort), which
-    lets a caller cut per-head budgets from one top-k.
+    Blocks come in no particular order (position order where the GPU top-k kernel picked
+    them), or best first with `ranked` (slower: a sort), which lets a caller cut per-head budgets
+    from one top-k.
 
     `top_k` counts every key block a query block reads: its own `block_m / block_n` diagonal
     blocks (always computed) plus `top_k - block_m / block_n` chosen ones, the first forced.
@@ -505,8 +516,11 @@ def block_sparse_plan(
         q: `[B, S, T, D]` queries of the block-sparse heads; k: `[B, H_kv, T, D]`.
         top_k: key blocks per query block, as in `block_sparse_indices`.
         seq_lens: `[B]` valid tokens per sequence.
-        heads: `[S]` the layer's query head of each row of `q` (default `0..S-1`).
-        kv_index: `[S]` key head of each row of `q` (default: consecutive GQA groups).
+        heads: `[S]` the layer's query head of each row of `q` (default `0..S-1`); only
+            recorded in the plan.
+        kv_index: `[S]` key head of each row of `q` (default: consecutive GQA groups over the
+            rows of `q`, right when `q` holds all of a layer's heads in order; pass it when `q`
+            holds a subset).
         budgets: `[S]` per-head `top_k`s, at most `top_k` (one ranked top-k is cut per head).
     """
     import torch

@@ -66,11 +66,21 @@ def plan_block_sparse(
     dev = block_idx.device
     slots = block_idx.shape[1]
     heads = torch.arange(slots, device=dev, dtype=torch.int32) if heads is None else heads.to(dev)
-    if compact and block_count is not None:
-        if block_count.shape != block_idx.shape[:3] or block_idx.dtype != torch.int32:
+    if block_count is not None and not compact:
+        raise KernelUnavailable(
+            "plan_block_sparse: block_count is taken as given only with compact=True (the "
+            "builder's own lists); a checked plan counts the blocks itself"
+        )
+    if block_count is not None:
+        if (
+            block_count.shape != block_idx.shape[:3]
+            or block_idx.dtype != torch.int32
+            or block_count.device != block_idx.device
+        ):
             raise KernelUnavailable(
                 f"plan_block_sparse: block_count must be [B, S, NM] = {tuple(block_idx.shape[:3])} "
-                f"beside int32 block_idx; got {tuple(block_count.shape)}, {block_idx.dtype}"
+                f"on {block_idx.device} beside int32 block_idx; got {tuple(block_count.shape)} on "
+                f"{block_count.device}, block_idx {block_idx.dtype}"
             )
         return BlockSparsePlan(
             seq_lens=seq_lens.to(device=dev, dtype=torch.int32),

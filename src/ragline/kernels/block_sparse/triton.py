@@ -127,6 +127,10 @@ def _block_sparse_launch(
     ahead: bool,
 ) -> None:
     b, h, t, d = q.shape
+    if t < (2 if wide else 1) * plan.block_n:
+        # The lookahead loads a first tile even for an empty list: block 0's keys, one tile
+        # wide, which a prompt shorter than a tile does not have.
+        ahead = False
     if ahead and q.is_cuda:
         num_stages = min(num_stages, 2)  # the lookahead key tile takes the third stage's room
     n_slots = plan.heads.shape[0]

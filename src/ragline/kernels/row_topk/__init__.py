@@ -31,12 +31,12 @@ def row_topk(
         scores: `[R, W]` float32 with unit stride along W, no NaN (±inf is fine; -0.0 ties
             +0.0). NaN is unchecked: the kernel ranks +NaN above +inf and -NaN below -inf.
         k: how many per row, `1 <= k <= W`.
-        valid: `[P]` integers with `R % P == 0`: row `r`'s candidates are its first
+        valid: `[P]` contiguous integers with `R % P == 0`: row `r`'s candidates are its first
             `valid[r % P]` positions (clamped to `[0, W]`); the rest are not read. Default: all.
             (The block-sparse index passes each query block's count of key blocks left of its
             diagonal, repeating for every head.)
         keep_first: position 0 is taken before any other whenever it is a candidate.
-        counts: `[R]` int32 to fill with each row's number of positions, `min(k, candidates)`.
+        counts: `[R]` contiguous int32 to fill with each row's number of positions, `min(k, candidates)`.
 
     Returns:
         `[R, k]` int32.
@@ -64,17 +64,22 @@ def row_topk(
         or rows % valid.shape[0]
         or valid.dtype not in (torch.int32, torch.int64)
         or valid.device != scores.device
+        or valid.stride(0) != 1
     ):
         raise ValueError(
-            f"row_topk: valid must be [P] int32/int64 on {scores.device} with {rows} rows a "
-            f"multiple of P; got {tuple(valid.shape)} {valid.dtype} on {valid.device}"
+            f"row_topk: valid must be contiguous [P] int32/int64 on {scores.device} with {rows} "
+            f"rows a multiple of P; got {tuple(valid.shape)} {valid.dtype} on {valid.device}, "
+            f"strides {valid.stride()}"
         )
     if counts is not None and (
-        counts.shape != (rows,) or counts.dtype != torch.int32 or counts.device != scores.device
+        counts.shape != (rows,)
+        or counts.dtype != torch.int32
+        or counts.device != scores.device
+        or counts.stride(0) != 1
     ):
         raise ValueError(
-            f"row_topk: counts must be [{rows}] int32 on {scores.device}; got "
-            f"{tuple(counts.shape)} {counts.dtype} on {counts.device}"
+            f"row_topk: counts must be contiguous [{rows}] int32 on {scores.device}; got "
+            f"{tuple(counts.shape)} {counts.dtype} on {counts.device}, strides {counts.stride()}"
         )
     if not use_triton(scores) or width > ROW_TOPK_MAX_WIDTH or not rows:
         out = row_topk_ref(scores, k, valid=valid, keep_first=keep_first)
