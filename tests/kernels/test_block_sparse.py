@@ -118,3 +118,18 @@ def test_default_launch_and_no_lookahead_past_a_short_prompt(
     block_sparse(q, k, v, plan_block_sparse(idx, torch.tensor([t]), t))
     assert seen["AHEAD"] is ahead
     assert seen["LAZY"] is (d == 128)
+
+
+def test_an_output_buffer_of_the_wrong_shape_or_layout_is_refused() -> None:
+    t = 300
+    q, k, v = qkv(1, 2, 1, t, 64, torch.float32, seed=3)
+    plan = plan_block_sparse(torch.zeros(1, 2, 3, 1, dtype=torch.int32), torch.tensor([t]), t)
+    for bad in (torch.empty(1, 2, t, 32), torch.empty(1, 2, 64, t).transpose(2, 3)):
+        with pytest.raises(KernelUnavailable, match="out must be"):
+            block_sparse(q, k, v, plan, out=bad)
+    # a transposed [B, T, H, D] buffer is fine: written in place, equal to a fresh output
+    buf = torch.empty(1, t, 2, 64).transpose(1, 2)
+    got, _ = block_sparse(q, k, v, plan, out=buf)
+    assert got.data_ptr() == buf.data_ptr()
+    want, _ = block_sparse(q, k, v, plan)
+    torch.testing.assert_close(got, want)

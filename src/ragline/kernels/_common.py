@@ -178,10 +178,10 @@ def run_sparse(
 
     check_qkv(q, k, v, plan.seq_lens)
     b, h, t, d = q.shape
-    if out is not None and (out.shape != q.shape or out.stride(-1) != 1):
+    if out is not None and (out.shape != q.shape or out.stride(-1) != 1 or out.device != q.device):
         raise KernelUnavailable(
-            f"out must be [B, H, T, D] = {tuple(q.shape)} with unit stride along D; got "
-            f"{tuple(out.shape)} strides {out.stride()}"
+            f"out must be [B, H, T, D] = {tuple(q.shape)} on {q.device} with unit stride along "
+            f"D; got {tuple(out.shape)} on {out.device}, strides {out.stride()}"
         )
     if not use_triton(q):
         o, l_ = reference(q, k, v, plan, scale=scale, out=out)
