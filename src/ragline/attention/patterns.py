@@ -642,6 +642,6 @@ def _short_rows(
     import torch
 
     ramp = torch.arange(chosen, device=device, dtype=torch.int32)
-    n_left = (torch.arange(n_m, device=device, dtype=torch.int32) * ratio).clamp(max=n_k)
+    n_left = _valid_blocks(0, n_m, n_k, ratio, device)
     every = torch.where(ramp < n_left[:, None], ramp, -1)
     return (n_left <= chosen)[:, None], every

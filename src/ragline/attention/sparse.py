@@ -136,7 +136,9 @@ def _groups(h: int, h_kv: int, device: torch.device) -> torch.Tensor:
     """`[h]` long: the key head of each query head, in consecutive GQA groups."""
     import torch
 
-    return torch.arange(h, device=device) // (h // h_kv)
+    from ragline.attention.patterns import _group
+
+    return torch.arange(h, device=device) // _group(h, h_kv)
 
 
 def _budgeted(idx: torch.Tensor, budget: torch.Tensor) -> torch.Tensor:

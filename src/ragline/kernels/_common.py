@@ -91,8 +91,8 @@ class KernelTuning:
 
 BLOCK_SPARSE_TUNING = KernelTuning(lazy=True, ahead=True)
 """The block-sparse op's default at head dim 128 in bf16/fp16: on an H200 (Llama-3-8B shape,
-top-100 blocks) it took 0.87-0.95 of the time of the plain default from 16K to 1M tokens, alone
-of the variants tried (ahead alone: 0.92-1.21; lazy alone: 1.02-1.08). Other head dims keep
+top-100 blocks) it took 0.90-0.96 of the time of the plain launch from 16K to 1M tokens, alone
+of the variants tried (ahead alone: 0.94-1.21; lazy alone: 1.05-1.10). Other head dims keep
 `KernelTuning()` until measured (`benchmarks/results/block_sparse_tuning_h200.json`)."""
 
 

@@ -82,35 +82,21 @@ def plan_block_sparse(
                 f"on {block_idx.device} beside int32 block_idx; got {tuple(block_count.shape)} on "
                 f"{block_count.device}, block_idx {block_idx.dtype}"
             )
-        return BlockSparsePlan(
-            seq_lens=seq_lens.to(device=dev, dtype=torch.int32),
-            heads=heads.to(torch.int32),
-            block_idx=block_idx.contiguous(),
-            block_count=block_count.to(torch.int32).contiguous(),
-            num_tokens=num_tokens,
-            block_m=block_m,
-            block_n=block_n,
-        )
-    if compact:
-        return BlockSparsePlan(
-            seq_lens=seq_lens.to(device=dev, dtype=torch.int32),
-            heads=heads.to(torch.int32),
-            block_idx=block_idx.clamp(min=0).to(torch.int32).contiguous(),
-            block_count=(block_idx >= 0).sum(-1, dtype=torch.int32),
-            num_tokens=num_tokens,
-            block_m=block_m,
-            block_n=block_n,
-        )
-    limit = (torch.arange(n_m, device=dev) * (block_m // block_n))[None, None, :, None]
-    idx = block_idx.long()
-    idx = torch.where((idx >= 0) & (idx < limit), idx, 2**31 - 1).sort(-1).values
-    dup = torch.nn.functional.pad(idx[..., 1:] == idx[..., :-1], (1, 0))
-    idx = torch.where(dup, 2**31 - 1, idx).sort(-1).values
-    count = (idx < 2**31 - 1).sum(-1, dtype=torch.int32)
+        listed, count = block_idx, block_count.to(torch.int32)
+    elif compact:
+        listed, count = block_idx.clamp(min=0), (block_idx >= 0).sum(-1, dtype=torch.int32)
+    else:
+        limit = (torch.arange(n_m, device=dev) * (block_m // block_n))[None, None, :, None]
+        idx = block_idx.long()
+        idx = torch.where((idx >= 0) & (idx < limit), idx, 2**31 - 1).sort(-1).values
+        dup = torch.nn.functional.pad(idx[..., 1:] == idx[..., :-1], (1, 0))
+        idx = torch.where(dup, 2**31 - 1, idx).sort(-1).values
+        count = (idx < 2**31 - 1).sum(-1, dtype=torch.int32)
+        listed = torch.where(idx < 2**31 - 1, idx, 0)
     return BlockSparsePlan(
         seq_lens=seq_lens.to(device=dev, dtype=torch.int32),
         heads=heads.to(torch.int32),
-        block_idx=torch.where(idx < 2**31 - 1, idx, 0).to(torch.int32).contiguous(),
+        block_idx=listed.to(torch.int32).contiguous(),
         block_count=count.contiguous(),
         num_tokens=num_tokens,
         block_m=block_m,
