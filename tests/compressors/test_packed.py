@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import shutil
 from typing import Any
 
 import pytest
@@ -20,7 +21,9 @@ from transformers import (
     Qwen3ForCausalLM,
 )
 
+import ragline.compressors.packed as packed_mod
 from ragline.compressors.packed import PackedDecoder, packing_refusal
+from ragline.errors import RaglineError
 
 SMALL = {
     "vocab_size": 97,
@@ -156,6 +159,14 @@ def test_wrapped_or_hooked_projections_and_dynamic_rope_are_refused() -> None:
     assert "hooks" in (packing_refusal(model) or "")
     handle.remove()
     assert packing_refusal(model) is None
+    handle = layer.mlp.down_proj.register_forward_pre_hook(lambda *a: None)
+    assert "hooks" in (packing_refusal(model) or "")  # o/down projections are read directly too
+    handle.remove()
+    norm = layer.post_attention_layernorm
+    layer.post_attention_layernorm = torch.nn.LayerNorm(norm.weight.shape[0])
+    assert "LayerNorm" in (packing_refusal(model) or "")
+    layer.post_attention_layernorm = norm
+    assert packing_refusal(model) is None
     dynamic = _model("llama", rope_parameters={"rope_type": "dynamic", "factor": 2.0})
     assert "dynamic" in (packing_refusal(dynamic) or "")
 
@@ -163,3 +174,35 @@ def test_wrapped_or_hooked_projections_and_dynamic_rope_are_refused() -> None:
 def test_empty_row_is_an_error() -> None:
     with pytest.raises(ValueError, match="at least one token"):
         PackedDecoder(_model("llama"))([[1, 2], []])
+
+
+@pytest.mark.skipif(
+    not any(shutil.which(c) for c in ("c++", "g++", "clang++")),
+    reason="torch.compile on a CPU needs a C++ compiler",
+)
+def test_compiled_layers_equal_the_eager_ones_over_changing_pack_sizes() -> None:
+    model = _model("llama")  # q/k/v, o, gate/up and down biases: every optional input is set
+    eager = PackedDecoder(model)
+    compiled = PackedDecoder(model, compile=True)
+    assert compiled.compiled and not eager.compiled
+    with torch.inference_mode():
+        for seed, lengths in enumerate([[9, 1, 33], [40, 40, 2, 17, 5]]):
+            rows = _rows(lengths, seed)
+            for g, w in zip(compiled(rows), eager(rows), strict=True):
+                torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-4)
+
+
+def test_compile_refuses_other_activations_and_reports_build_failures(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    model = _model("llama", hidden_act="gelu")
+    with pytest.raises(RaglineError, match="SiLU"):
+        PackedDecoder(model, compile=True)
+    PackedDecoder(model)  # eager packing runs any activation module
+
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("no C++ compiler found")
+
+    monkeypatch.setattr(packed_mod, "_compiled_halves", lambda: (broken, broken))
+    with pytest.raises(RaglineError, match=r"no C\+\+ compiler found.*compile: false"):
+        PackedDecoder(_model("qwen2"), compile=True)

@@ -249,6 +249,8 @@ def test_packing_choice_refusal_and_window_fallback(tiny_lm_dir: Path) -> None:
     lm = load_causal_lm(str(tiny_lm_dir), device="cpu")
     assert LMScorer(lm)._packed is not None  # a Llama on a CPU packs by default
     assert LMScorer(lm, packed=False)._packed is None
+    with pytest.raises(RaglineError, match="compile applies to packed scoring"):
+        LMScorer(lm, packed=False, compile=True)
     docs, query = [_ids(n, n) for n in [30, 3, 12]], _ids(4, 1)
     want = LMScorer(lm, packed=False).rank(docs, query).query_nll
     narrow = LMScorer(lm, packed=True)

@@ -57,6 +57,7 @@ class LMScorer:
         batch_tokens: int = 8192,
         batch_overhead: int | None = None,
         packed: bool | None = None,
+        compile: bool = False,
     ) -> None:
         import torch
 
@@ -90,7 +91,12 @@ class LMScorer:
                     f"{lm.name!r}: {refusal}"
                 )
             packed = refusal is None and torch.device(lm.device).type == "cpu"
-        self._packed = PackedDecoder(model) if packed else None
+        if compile and not packed:
+            raise RaglineError(
+                f"compressor: compile applies to packed scoring, which is off for {lm.name!r} "
+                f"on {lm.device} (packing runs on a CPU, for Llama-family models)"
+            )
+        self._packed = PackedDecoder(model, compile=compile) if packed else None
         tok = lm.tokenizer
         start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
         self.start_ids: list[int] = [] if start is None else [int(start)]
