@@ -21,7 +21,10 @@ rotating) so machine noise hits them alike:
   `_llmlingua_runner.py`, whose docstring says how its tiktoken token counter is replaced by the
   local SmolLM2 tokenizer (also written into the results).
 - `truncation`: the documents in the given order joined by a blank line, cut to the same token
-  budget, round(rate x tokens of the joined input).
+  budget, round(rate x tokens of the joined input);
+- `ragline-alt` (only with `--compare-option KEY=JSON`): a second ragline stage, ragline's config
+  with those overrides, so that a setting's effect on time is measured side by side
+  (`--ragline-option compile=true --compare-option compile=false`).
 
 Each method runs once on a small warm-up input (per rate) before timing; model loading is untimed.
 
@@ -37,7 +40,8 @@ Metrics per method x order x rate, all with the SmolLM2 tokenizer (no special to
   (`survival_agrees_with_ids`). Counted over the questions whose input holds the gold passage.
 - compressor time: wall seconds of the call (ragline `stage.run`, llmlingua `compress_prompt`
   timed inside its process, truncation tokenise + cut + decode), median and mean; ragline /
-  llmlingua as the median of per-question ratios and as the ratio of medians.
+  llmlingua (and ragline / ragline-alt, ragline-alt / llmlingua) as the median of per-question
+  ratios and as the ratio of medians.
 
 Goals checked: retention >= max(llmlingua, truncation) per order and rate; |achieved - rate| /
 rate <= 10 %; ragline time <= 1/3 of llmlingua's. Results: `benchmarks/results/compression_<device>.json`
@@ -46,6 +50,7 @@ with per-question rows. Progress goes to stderr.
     python benchmarks/compression.py [--questions 20] [--seed 0] [--device cpu|cuda]
         [--data ../shared/data] [--model-path HF_DIR] [--llmlingua-python PATH]
         [--llmlingua-pythonpath DIRS] [--no-llmlingua] [--no-ragline] [--ragline-option K=V]
+        [--compare-option K=V]
 
 The reference environment (outside the repository, transformers pinned for llmlingua):
 
@@ -87,7 +92,9 @@ from ragline.types import Document, Query, RunState
 
 RATES = (0.5, 0.25)
 ORDERS = ("retriever", "gold-middle")
-METHODS = ("ragline", "llmlingua", "truncation")
+METHODS = ("ragline", "ragline-alt", "llmlingua", "truncation")
+# (numerator, denominator) method pairs whose per-question time ratios are reported
+TIME_RATIOS = (("ragline", "llmlingua"), ("ragline", "ragline-alt"), ("ragline-alt", "llmlingua"))
 TOP_K = 20
 GOLD_INDEX = 9  # position 10 of 20, 1-based
 SURVIVAL_BIGRAMS = 3
@@ -451,19 +458,18 @@ def aggregate(rows: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
                     stats["survival_agrees_with_ids"] = sum(a == b for a, b in pairs)
                     stats["survival_compared"] = len(pairs)
                 cell[name] = stats
-            if "ragline" in cell and "llmlingua" in cell:
+            for a, b in TIME_RATIOS:
                 both = [
-                    c["ragline"]["seconds"] / c["llmlingua"]["seconds"]
+                    c[a]["seconds"] / c[b]["seconds"]
                     for c in cells
-                    if "seconds" in c.get("ragline", {}) and "seconds" in c.get("llmlingua", {})
+                    if "seconds" in c.get(a, {}) and "seconds" in c.get(b, {})
                 ]
-                if not both:
-                    continue
-                cell["time_ratio_ragline_over_llmlingua"] = {
-                    "median_of_ratios": statistics.median(both),
-                    "ratio_of_medians": cell["ragline"]["seconds"]["median"]
-                    / cell["llmlingua"]["seconds"]["median"],
-                }
+                if both:
+                    cell[f"time_ratio_{a}_over_{b}"] = {
+                        "median_of_ratios": statistics.median(both),
+                        "ratio_of_medians": cell[a]["seconds"]["median"]
+                        / cell[b]["seconds"]["median"],
+                    }
     return table
 
 
@@ -503,17 +509,17 @@ def print_table(table: dict[str, Any], checks: dict[str, bool | None]) -> None:
                 f"{s['seconds']['median']:>9.3f} {s['seconds']['mean']:>8.3f} "
                 + (f"{s['rank_seconds']['median']:>7.3f}" if "rank_seconds" in s else f"{'-':>7}")
             )
-        ratio = cell.get("time_ratio_ragline_over_llmlingua")
-        extra = (
-            f"; ragline/llmlingua time {ratio['median_of_ratios']:.3f} (median of ratios), "
-            f"{ratio['ratio_of_medians']:.3f} (ratio of medians)"
-            if ratio
-            else ""
-        )
         print(
             f"{'':<18} answer in input {cell['answer_in_input']}/{cell['questions']}, "
-            f"gold in input {cell['gold_in_input']}/{cell['questions']}{extra}"
+            f"gold in input {cell['gold_in_input']}/{cell['questions']}"
         )
+        for a, b in TIME_RATIOS:
+            ratio = cell.get(f"time_ratio_{a}_over_{b}")
+            if ratio:
+                print(
+                    f"{'':<18} {a}/{b} time {ratio['median_of_ratios']:.3f} (median of ratios), "
+                    f"{ratio['ratio_of_medians']:.3f} (ratio of medians)"
+                )
     if checks:
         print()
         for name, ok in checks.items():
@@ -579,6 +585,14 @@ def main() -> None:
         help="add or override a field of the ragline stage's config",
     )
     parser.add_argument(
+        "--compare-option",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="also run a second ragline stage, 'ragline-alt': ragline's config with these "
+        "overrides, interleaved with the others (e.g. compile=false beside compile=true)",
+    )
+    parser.add_argument(
         "--output", default=None, help="results name (default compression_<device>)"
     )
     args = parser.parse_args()
@@ -598,6 +612,14 @@ def main() -> None:
         closers.append(ragline.close)
         facts["ragline_params"] = {str(r): p for r, p in ragline.params.items()}
         facts["ragline_dtype"] = ragline.dtype()
+        if args.compare_option:
+            options = {**parse_options(args.ragline_option), **parse_options(args.compare_option)}
+            alt = RaglineMethod(args.device, options)
+            log("warming up the ragline-alt stage")
+            alt.warm_up()
+            methods["ragline-alt"] = alt
+            closers.append(alt.close)
+            facts["ragline_alt_params"] = {str(r): p for r, p in alt.params.items()}
     if not args.no_llmlingua:
         dtype = args.llmlingua_dtype
         if dtype == "auto":
