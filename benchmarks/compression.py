@@ -611,25 +611,21 @@ def main() -> None:
     facts: dict[str, Any] = {}
     closers = []
     if not args.no_ragline:
-        ragline = RaglineMethod(args.device, parse_options(args.ragline_option))
-        log("warming up ragline's stage")
-        started = time.perf_counter()
-        ragline.warm_up()
-        facts["ragline_warm_up_seconds"] = time.perf_counter() - started
-        methods["ragline"] = ragline
-        closers.append(ragline.close)
-        facts["ragline_params"] = {str(r): p for r, p in ragline.params.items()}
-        facts["ragline_dtype"] = ragline.dtype()
+        options = parse_options(args.ragline_option)
+        stages = [("ragline", options)]
         if args.compare_option:
-            options = {**parse_options(args.ragline_option), **parse_options(args.compare_option)}
-            alt = RaglineMethod(args.device, options)
-            log("warming up the ragline-alt stage")
+            stages.append(("ragline-alt", {**options, **parse_options(args.compare_option)}))
+        for name, opts in stages:
+            method = RaglineMethod(args.device, opts)
+            log(f"warming up the {name} stage")
             started = time.perf_counter()
-            alt.warm_up()
-            facts["ragline_alt_warm_up_seconds"] = time.perf_counter() - started
-            methods["ragline-alt"] = alt
-            closers.append(alt.close)
-            facts["ragline_alt_params"] = {str(r): p for r, p in alt.params.items()}
+            method.warm_up()
+            key = name.replace("-", "_")
+            facts[f"{key}_warm_up_seconds"] = time.perf_counter() - started
+            facts[f"{key}_params"] = {str(r): p for r, p in method.params.items()}
+            methods[name] = method
+            closers.append(method.close)
+        facts["ragline_dtype"] = methods["ragline"].dtype()
     if not args.no_llmlingua:
         dtype = args.llmlingua_dtype
         if dtype == "auto":

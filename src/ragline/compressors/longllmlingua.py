@@ -64,10 +64,10 @@ class LLMLinguaConfig(StageConfig):
     """Run the packed decoder's layers through `torch.compile` (needs a C++ compiler on a CPU).
 
     It fuses the norms, RoPE and MLP gating into fewer passes. On a 2-core AMX CPU (SmolLM2
-    bf16) the stage took 0.87-0.91 of the eager stage's time on NQ top-20 inputs, side by side
-    (benchmarks/compression.py --compare-option), keeping the same answers. The price is 10-30 s of compiling when the stage
-    warms up (less once inductor's disk cache holds the graphs): worth it for many questions
-    per process, not for one.
+    bf16) the stage took 0.87-0.91 of the eager stage's time on NQ top-20 inputs, side by
+    side (benchmarks/compression.py --compare-option), keeping the same answers. The price is
+    10-30 s of compiling when the stage warms up (less once inductor's disk cache holds the
+    graphs): worth it for many questions per process, not for one.
     """
 
     @field_validator("context_budget")
