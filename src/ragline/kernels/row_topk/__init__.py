@@ -36,7 +36,8 @@ def row_topk(
             (The block-sparse index passes each query block's count of key blocks left of its
             diagonal, repeating for every head.)
         keep_first: position 0 is taken before any other whenever it is a candidate.
-        counts: `[R]` contiguous int32 to fill with each row's number of positions, `min(k, candidates)`.
+        counts: `[R]` contiguous int32 to fill with each row's number of positions,
+            `min(k, candidates)`.
 
     Returns:
         `[R, k]` int32.
