@@ -36,13 +36,18 @@ VARIANTS: dict[str, dict[str, KernelTuning | None]] = {
         "plain": KernelTuning(),
         "ahead": KernelTuning(ahead=True),
         "lazy": KernelTuning(lazy=True),
-        "default": None,  # ahead and lazy together, the op's own choice
+        "default": None,  # the op's own choice (BLOCK_SPARSE_TUNING)
+        "pinned": KernelTuning(pinned=True),
+        "pinned_ahead": KernelTuning(pinned=True, ahead=True),
+        "lazy_ahead": KernelTuning(lazy=True, ahead=True),
     },
     "vertical_slash": {
         "plain": KernelTuning(),
         "lazy": KernelTuning(lazy=True),
         "stages2": KernelTuning(num_stages=2),
         "lazy_stages2": KernelTuning(lazy=True, num_stages=2),
+        "pinned": KernelTuning(pinned=True),
+        "pinned_stages2": KernelTuning(pinned=True, num_stages=2),
     },
 }
 VARIANTS["a_shape"] = VARIANTS["vertical_slash"]

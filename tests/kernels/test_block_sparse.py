@@ -99,8 +99,9 @@ def test_block_count_needs_a_compact_plan_on_the_same_device() -> None:
 def test_default_launch_and_no_lookahead_past_a_short_prompt(
     monkeypatch: pytest.MonkeyPatch, t: int, d: int, ahead: bool
 ) -> None:
-    """The default at head dim 128 is lookahead + lazy; below one 128-key tile the lookahead,
-    which loads block 0's whole tile even for an empty list, is off (it read past the keys)."""
+    """The default at head dim 128 is lookahead + pinned maxima; below one 128-key tile the
+    lookahead, which loads block 0's whole tile even for an empty list, is off (it read past
+    the keys)."""
     import importlib
 
     # the package's `block_sparse` attribute is the op, so the module is looked up by name
@@ -117,7 +118,7 @@ def test_default_launch_and_no_lookahead_past_a_short_prompt(
     idx = torch.zeros(1, 2, -(-t // 128), 1, dtype=torch.int32)
     block_sparse(q, k, v, plan_block_sparse(idx, torch.tensor([t]), t))
     assert seen["AHEAD"] is ahead
-    assert seen["LAZY"] is (d == 128)
+    assert seen["RESCALE"] == (2 if d == 128 else 0)
 
 
 def test_an_output_buffer_of_the_wrong_shape_or_layout_is_refused() -> None:

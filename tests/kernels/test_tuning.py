@@ -21,6 +21,8 @@ from tests.kernels._util import assert_close, qkv
 VARIANTS = [
     pytest.param(KernelTuning(wide=False), id="narrow"),
     pytest.param(KernelTuning(wide=True, lazy=True), id="wide-lazy"),
+    pytest.param(KernelTuning(wide=True, pinned=True), id="wide-pinned"),
+    pytest.param(KernelTuning(wide=False, pinned=True), id="narrow-pinned"),
 ]
 
 
@@ -35,7 +37,8 @@ BLOCK_SPARSE_VARIANTS = [
     pytest.param(KernelTuning(wide=True, ahead=True), id="wide-ahead"),
     pytest.param(KernelTuning(wide=False, ahead=True), id="narrow-ahead"),
     pytest.param(KernelTuning(wide=True, ahead=False), id="wide-in-order"),
-    pytest.param(BLOCK_SPARSE_TUNING, id="default-ahead-lazy"),
+    pytest.param(BLOCK_SPARSE_TUNING, id="default"),
+    pytest.param(KernelTuning(wide=True, ahead=True, pinned=True), id="wide-ahead-pinned"),
 ]
 
 
@@ -52,6 +55,33 @@ def test_block_sparse_variants(tuning: KernelTuning) -> None:
     out, lse = block_sparse(q, k, v, plan, tuning=tuning)
     ref, ref_lse = block_sparse_ref(q, k, v, plan)
     assert_close(out, ref, seq_lens, f"block_sparse {tuning}")
+    assert_close(lse[..., None], ref_lse[..., None], seq_lens, "lse")
+
+
+@pytest.mark.parametrize("op", ["block_sparse", "vertical_slash"])
+def test_pinned_reference_overflow_redoes_the_block_with_rescaling(op: str) -> None:
+    """Keys far above a query block's own (a sink ~280 log2 units higher) overflow the pinned pass;
+    the block is redone with the usual rescaling and still equals the reference."""
+    t = 400
+    q, k, v = qkv(1, 2, 1, t, 64, torch.float32, seed=11)
+    u = torch.nn.functional.normalize(
+        torch.randn(64, generator=torch.Generator().manual_seed(3)), dim=0
+    )
+    q = q + 40 * u
+    k[:, :, :64] += 40 * u  # block 0 only: later query blocks score it ~1600 / 8 nats above
+    q, k, v = (x.to(torch.bfloat16) for x in (q, k, v))
+    seq_lens = torch.tensor([t - 5])
+    pinned = KernelTuning(pinned=True)
+    if op == "block_sparse":
+        plan = plan_block_sparse(torch.zeros(1, 2, -(-t // 128), 1, dtype=torch.long), seq_lens, t)
+        out, lse = block_sparse(q, k, v, plan, tuning=pinned)
+        ref, ref_lse = block_sparse_ref(q, k, v, plan)
+    else:
+        plan = plan_banded(64, 128, seq_lens, t, torch.arange(2))
+        out, lse = vertical_slash(q, k, v, plan, tuning=pinned)
+        ref, ref_lse = vertical_slash_ref(q, k, v, plan)
+    assert torch.isfinite(out).all() and torch.isfinite(lse[..., : t - 5]).all()
+    assert_close(out, ref, seq_lens, f"{op} pinned overflow")
     assert_close(lse[..., None], ref_lse[..., None], seq_lens, "lse")
 
 

@@ -73,13 +73,21 @@ class KernelTuning:
         wide: step through key ranges and listed blocks two blocks (128 keys) at a time
             (not on a GPU in float32 or at head dim 256, whose tiles would pass shared memory).
         lazy: rescale the running output only when a row's maximum grows by more than 2^8.
+        pinned: take every query block's own causal block first and pin its row maxima as the
+            softmax reference for all other keys: no row maximum, rescale or block-wide
+            reduction per step (overrides `lazy`). 2-4 % faster for block-sparse up to 256K on
+            an H200, 1-4 % slower for the vertical-slash kernel's contiguous runs. A block whose
+            rows sum past 2^100 against that reference (or whose output is not finite) is redone
+            with the usual rescaling, so results never depend on it beyond rounding. On real
+            models the headroom is far smaller (at most 2^50 on SmolLM2 at 8K,
+            `pinned_headroom_*.json`).
         ahead: block-sparse only: issue the next listed tile's scores before this tile's
             softmax, so the tensor cores and the exponentials can overlap; it holds one more
             key tile, so it runs in at most two stages. Alone it measured 2-5 % faster up to
             128K on H200s but 20 % slower at 512K-1M, where the far-flung listed blocks need
-            the deeper load pipeline; with `lazy`, which takes the rescaling multiply off the
-            path between one tile's products and the next, it is the fastest at every length
-            (`BLOCK_SPARSE_TUNING`).
+            the deeper load pipeline; with `lazy` or `pinned`, which take the rescaling off the
+            path between one tile's products and the next, it is level with the plain launch
+            or faster at every length (`BLOCK_SPARSE_TUNING`).
     """
 
     num_warps: int | None = None
@@ -87,12 +95,14 @@ class KernelTuning:
     wide: bool = True
     lazy: bool = False
     ahead: bool = False
+    pinned: bool = False
 
 
-BLOCK_SPARSE_TUNING = KernelTuning(lazy=True, ahead=True)
+BLOCK_SPARSE_TUNING = KernelTuning(pinned=True, ahead=True)
 """The block-sparse op's default at head dim 128 in bf16/fp16: on an H200 (Llama-3-8B shape,
-top-100 blocks) it took 0.90-0.96 of the time of the plain launch from 16K to 1M tokens, alone
-of the variants tried (ahead alone: 0.94-1.21; lazy alone: 1.05-1.10). Other head dims keep
+top-100 blocks, three alternated rounds per length) it took 0.91-0.99 of the plain launch's time
+from 16K to 256K and 0.99-1.00 at 512K-1M, 2-4 % under the lazy lookahead it replaced up to 256K
+and level with it beyond (`block_sparse_tuning_h200_pinned.json`). Other head dims keep
 `KernelTuning()` until measured (`benchmarks/results/block_sparse_tuning_h200.json`)."""
 
 
@@ -178,6 +188,9 @@ def run_sparse(
 
     check_qkv(q, k, v, plan.seq_lens)
     b, h, t, d = q.shape
+    if scale is not None and not scale > 0:
+        # the kernels take row maxima of raw scores, which only a positive scale preserves
+        raise KernelUnavailable(f"scale must be a positive number; got {scale}")
     if out is not None and (out.shape != q.shape or out.stride(-1) != 1 or out.device != q.device):
         raise KernelUnavailable(
             f"out must be [B, H, T, D] = {tuple(q.shape)} on {q.device} with unit stride along "
@@ -203,7 +216,7 @@ def run_sparse(
     launch(
         q, k, v, plan, out, lse,
         1.0 / math.sqrt(d) if scale is None else scale,
-        tuning.num_warps or (4 if d == 64 else 8), stages, wide, tuning.lazy,
-        tuning.ahead,
+        tuning.num_warps or (4 if d == 64 else 8), stages, wide,
+        2 if tuning.pinned else int(tuning.lazy), tuning.ahead,
     )  # fmt: skip
     return out, lse

@@ -6,7 +6,22 @@ the result matches the tensor-core path up to summation order. On a GPU, float32
 TF32 tensor-core products (see `dot_in_float32`).
 
 Each helper advances the online-softmax state `(acc [BLOCK_M, D] fp32, m_i [BLOCK_M], l_i
-[BLOCK_M])` over some keys; scores are kept in log2 units (`qk_scale` = softmax scale * log2 e).
+[BLOCK_M])` over some keys; `m_i` is in log2 units (`qk_scale` = softmax scale * log2 e, > 0).
+Scores stay raw `q . k` until the exponent, where the scale and the row maximum enter as one
+fused multiply-add: a separate scaling pass was one more instruction per score, and the loops
+issue instructions about as fast as the tensor cores finish their products.
+
+`RESCALE` says how the state follows a growing row maximum:
+- 0: every step (the textbook online softmax);
+- 1: lazily, only when some row's maximum grew by more than 2^8 (one block-wide reduction and
+  branch per step instead of a multiply of the whole accumulator);
+- 2: never: `m_i` stays a pinned reference and the exponentials are taken against it. Softmax is
+  the same for any reference; the reference only has to keep `exp2(score - m_i)` in range.
+  Callers pin the maximum of a query block's own causal block (each row's own key is in it, so
+  no row's largest term falls below 1) and check with `_pinned_overflow` that no row's sum grew
+  past 2^100 and the output stayed finite; otherwise they redo the block with `RESCALE = 0`.
+  The step is then exponentials, sums and products: no row maximum, block-wide reduction,
+  branch or rescale.
 """
 
 import triton
@@ -14,24 +29,29 @@ import triton.language as tl
 
 
 @triton.jit
-def _softmax_update(acc, m_i, l_i, qk, v, IEEE: tl.constexpr, LAZY: tl.constexpr):
-    m_blk = tl.max(qk, 1)
-    if LAZY:
-        # Rescale the accumulator only when some row's maximum grew by more than 2^8; otherwise
-        # keep the stale maximum (p <= 256 stays exact enough in fp32 sums and bf16 products).
+def _softmax_update(acc, m_i, l_i, qk, v, qk_scale, IEEE: tl.constexpr, RESCALE: tl.constexpr):
+    """Fold raw scores `qk` (-inf where masked) into the state; the scale is positive, so the
+    row maximum of the scaled scores is the scaled maximum."""
+    if RESCALE == 2:
+        p = tl.math.exp2(qk * qk_scale - m_i[:, None])
+        l_i = l_i + tl.sum(p, 1)
+        m_new = m_i
+    elif RESCALE == 1:
+        m_blk = tl.max(qk, 1) * qk_scale
+        # p <= 256 under the stale maximum stays exact enough in fp32 sums and bf16 products
         if tl.max(m_blk - m_i, 0) > 8.0:
             m_new = tl.maximum(m_i, m_blk)
             alpha = tl.math.exp2(m_i - m_new)
             l_i = l_i * alpha
             acc = acc * alpha[:, None]
             m_i = m_new
-        p = tl.math.exp2(qk - m_i[:, None])
+        p = tl.math.exp2(qk * qk_scale - m_i[:, None])
         l_i = l_i + tl.sum(p, 1)
         m_new = m_i
     else:
-        m_new = tl.maximum(m_i, m_blk)
+        m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
         alpha = tl.math.exp2(m_i - m_new)
-        p = tl.math.exp2(qk - m_new[:, None])
+        p = tl.math.exp2(qk * qk_scale - m_new[:, None])
         l_i = l_i * alpha + tl.sum(p, 1)
         acc = acc * alpha[:, None]
     if IEEE:
@@ -45,30 +65,41 @@ def _softmax_update(acc, m_i, l_i, qk, v, IEEE: tl.constexpr, LAZY: tl.constexpr
 
 
 @triton.jit
-def _scores(q, k, qk_scale, IEEE: tl.constexpr):
+def _pinned_overflow(acc, l_i, o_m, seq_len):
+    """Whether a pinned pass (`RESCALE = 2`) left some live row out of range: a term past 2^100
+    (so a sum past it), or a non-finite sum or output. NaN fails every comparison, so it counts."""
+    dead = o_m >= seq_len  # rows past the sequence: never stored, and their reference is -1e30
+    row_ok = (l_i <= 1.2676506002282294e30) | dead
+    acc_ok = (tl.abs(acc) <= 1.0e38) | dead[:, None]
+    return tl.sum((~row_ok).to(tl.int32), 0) + tl.sum(tl.sum((~acc_ok).to(tl.int32), 1), 0) > 0
+
+
+@triton.jit
+def _scores(q, k, IEEE: tl.constexpr):
+    """Raw scores `q . k`, unscaled (`_softmax_update` applies the scale)."""
     if IEEE:
         qk = tl.dot(
             q.to(tl.float32), tl.trans(k.to(tl.float32)), input_precision="ieee"
         )  # [M, D] x [D, N] -> [M, N]
     else:
         qk = tl.dot(q, tl.trans(k))  # [M, D] x [D, N] -> [M, N]
-    return qk * qk_scale
+    return qk
 
 
 @triton.jit
 def _attend_tile(acc, m_i, l_i, q, p_k0, p_v0, s_kt, s_vt, o_key, m_key, qk_scale,
-                 HEAD_DIM: tl.constexpr, IEEE: tl.constexpr, LAZY: tl.constexpr, MASKED: tl.constexpr):  # fmt: skip
+                 HEAD_DIM: tl.constexpr, IEEE: tl.constexpr, RESCALE: tl.constexpr, MASKED: tl.constexpr):  # fmt: skip
     """Keys `o_key` (any width); with MASKED, keys where `m_key` is false score -inf.
 
     Masked keys are still loaded (callers point them at valid rows), so loads stay unmasked.
     """
     o_d = tl.arange(0, HEAD_DIM)
     b_k = tl.load(p_k0 + o_key[:, None] * s_kt + o_d[None, :])
-    qk = _scores(q, b_k, qk_scale, IEEE)
+    qk = _scores(q, b_k, IEEE)
     if MASKED:
         qk = tl.where(m_key[None, :], qk, float("-inf"))
     b_v = tl.load(p_v0 + o_key[:, None] * s_vt + o_d[None, :])
-    return _softmax_update(acc, m_i, l_i, qk, b_v, IEEE, LAZY)
+    return _softmax_update(acc, m_i, l_i, qk, b_v, qk_scale, IEEE, RESCALE)
 
 
 @triton.jit
@@ -88,7 +119,7 @@ def _attend_range(
     HEAD_DIM: tl.constexpr,
     IEEE: tl.constexpr,
     WIDE: tl.constexpr,
-    LAZY: tl.constexpr,
+    RESCALE: tl.constexpr,
 ):
     """Keys `[lo, hi)`, `hi - lo` a multiple of BLOCK_N, all visible to every row: no masks.
 
@@ -104,14 +135,14 @@ def _attend_range(
         for start in range(lo, mid, 2 * BLOCK_N):
             acc, m_i, l_i = _attend_tile(
                 acc, m_i, l_i, q, p_k0, p_v0, s_kt, s_vt, start + o_w, o_w, qk_scale,
-                HEAD_DIM, IEEE, LAZY, False,
+                HEAD_DIM, IEEE, RESCALE, False,
             )  # fmt: skip
         lo = mid
     o_n = tl.arange(0, BLOCK_N)
     for start in range(lo, hi, BLOCK_N):
         acc, m_i, l_i = _attend_tile(
             acc, m_i, l_i, q, p_k0, p_v0, s_kt, s_vt, start + o_n, o_n, qk_scale,
-            HEAD_DIM, IEEE, LAZY, False,
+            HEAD_DIM, IEEE, RESCALE, False,
         )  # fmt: skip
     return acc, m_i, l_i
 
@@ -133,13 +164,15 @@ def _attend_blocks(
     HEAD_DIM: tl.constexpr,
     IEEE: tl.constexpr,
     WIDE: tl.constexpr,
-    LAZY: tl.constexpr,
+    RESCALE: tl.constexpr,
     AHEAD: tl.constexpr,
 ):
     """Key blocks `idx[0:count]` (units of BLOCK_N keys), all visible to every row.
 
-    With WIDE, two listed blocks are gathered into one tile of 2 * BLOCK_N keys (an odd count
-    masks the second half of the last tile, which reads block 0 in its place).
+    With WIDE, two listed blocks are gathered into one tile of 2 * BLOCK_N keys. The loop runs
+    whole tiles unmasked; an odd count's last block is one masked tile after it (its second
+    half reads block 0 in its place). Masking inside the loop, even behind a branch, cost
+    about one instruction per score on every step.
 
     With AHEAD, the scores of the next tile are issued before this tile's softmax. On Hopper
     `tl.dot` is an asynchronous warpgroup MMA waited on at its result's first use, so written
@@ -148,37 +181,50 @@ def _attend_blocks(
     call (the lookahead past the last block reads block 0, masked).
     """
     if AHEAD:
-        STEP: tl.constexpr = 2 * BLOCK_N if WIDE else BLOCK_N
-        o_w = tl.arange(0, STEP)
+        PER: tl.constexpr = 2 if WIDE else 1  # listed blocks per tile
+        o_w = tl.arange(0, PER * BLOCK_N)
         half = o_w // BLOCK_N
         within = o_w % BLOCK_N
         o_d = tl.arange(0, HEAD_DIM)
         m_key = half < count
         blk = tl.load(p_idx + half, mask=m_key, other=0)
         o_key = blk * BLOCK_N + within
-        qk = _scores(q, tl.load(p_k0 + o_key[:, None] * s_kt + o_d[None, :]), qk_scale, IEEE)
-        for i in range(0, count, STEP // BLOCK_N):
-            nxt = i + STEP // BLOCK_N + half
+        # Scores are scaled as they are made and the softmax gets a scale of 1: the hand-over
+        # of the next tile's scores across the loop's back edge is then this multiply, where
+        # raw scores were copied register by register on every step.
+        qk = _scores(q, tl.load(p_k0 + o_key[:, None] * s_kt + o_d[None, :]), IEEE) * qk_scale
+        whole = count // PER * PER
+        for i in range(0, whole, PER):
+            nxt = i + PER + half
             m_next = nxt < count
             blk_next = tl.load(p_idx + nxt, mask=m_next, other=0)
             o_next = blk_next * BLOCK_N + within
-            qk_next = _scores(
-                q, tl.load(p_k0 + o_next[:, None] * s_kt + o_d[None, :]), qk_scale, IEEE
-            )
+            k_next = tl.load(p_k0 + o_next[:, None] * s_kt + o_d[None, :])
+            qk_next = _scores(q, k_next, IEEE) * qk_scale
+            b_v = tl.load(p_v0 + o_key[:, None] * s_vt + o_d[None, :])
+            acc, m_i, l_i = _softmax_update(acc, m_i, l_i, qk, b_v, 1.0, IEEE, RESCALE)
+            qk, m_key, o_key = qk_next, m_next, o_next
+        if whole < count:  # the lookahead already holds the scores of the odd last block
             qk = tl.where(m_key[None, :], qk, float("-inf"))
             b_v = tl.load(p_v0 + o_key[:, None] * s_vt + o_d[None, :])
-            acc, m_i, l_i = _softmax_update(acc, m_i, l_i, qk, b_v, IEEE, LAZY)
-            qk, m_key, o_key = qk_next, m_next, o_next
+            acc, m_i, l_i = _softmax_update(acc, m_i, l_i, qk, b_v, 1.0, IEEE, RESCALE)
     elif WIDE:
         o_w = tl.arange(0, 2 * BLOCK_N)
         half = o_w // BLOCK_N
         within = o_w % BLOCK_N
-        for i in range(0, count, 2):
-            m_key = i + half < count
-            blk = tl.load(p_idx + i + half, mask=m_key, other=0)
+        whole = count // 2 * 2
+        for i in range(0, whole, 2):
+            blk = tl.load(p_idx + i + half)
+            acc, m_i, l_i = _attend_tile(
+                acc, m_i, l_i, q, p_k0, p_v0, s_kt, s_vt, blk * BLOCK_N + within, o_w,
+                qk_scale, HEAD_DIM, IEEE, RESCALE, False,
+            )  # fmt: skip
+        if whole < count:
+            m_key = whole + half < count
+            blk = tl.load(p_idx + whole + half, mask=m_key, other=0)
             acc, m_i, l_i = _attend_tile(
                 acc, m_i, l_i, q, p_k0, p_v0, s_kt, s_vt, blk * BLOCK_N + within, m_key,
-                qk_scale, HEAD_DIM, IEEE, LAZY, True,
+                qk_scale, HEAD_DIM, IEEE, RESCALE, True,
             )  # fmt: skip
     else:
         o_n = tl.arange(0, BLOCK_N)
@@ -186,7 +232,7 @@ def _attend_blocks(
             start = tl.load(p_idx + i) * BLOCK_N
             acc, m_i, l_i = _attend_tile(
                 acc, m_i, l_i, q, p_k0, p_v0, s_kt, s_vt, start + o_n, o_n, qk_scale,
-                HEAD_DIM, IEEE, LAZY, False,
+                HEAD_DIM, IEEE, RESCALE, False,
             )  # fmt: skip
     return acc, m_i, l_i
 
@@ -208,7 +254,7 @@ def _attend_diagonal(
     BLOCK_N: tl.constexpr,
     HEAD_DIM: tl.constexpr,
     IEEE: tl.constexpr,
-    LAZY: tl.constexpr,
+    RESCALE: tl.constexpr,
 ):
     """Keys of the query block itself, causal and bounded by the sequence length."""
     o_m = start_m + tl.arange(0, BLOCK_M)
@@ -219,10 +265,10 @@ def _attend_diagonal(
         o_key = start + o_n
         m_key = o_key < seq_len
         b_k = tl.load(p_k0 + o_key[:, None] * s_kt + o_d[None, :], mask=m_key[:, None], other=0.0)
-        qk = _scores(q, b_k, qk_scale, IEEE)
+        qk = _scores(q, b_k, IEEE)
         qk = tl.where((o_key[None, :] <= o_m[:, None]) & m_key[None, :], qk, float("-inf"))
         b_v = tl.load(p_v0 + o_key[:, None] * s_vt + o_d[None, :], mask=m_key[:, None], other=0.0)
-        acc, m_i, l_i = _softmax_update(acc, m_i, l_i, qk, b_v, IEEE, LAZY)
+        acc, m_i, l_i = _softmax_update(acc, m_i, l_i, qk, b_v, qk_scale, IEEE, RESCALE)
     return acc, m_i, l_i
 
 

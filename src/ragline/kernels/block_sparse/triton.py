@@ -8,7 +8,7 @@ import triton
 import triton.language as tl
 
 from ragline.kernels._common import dot_in_float32
-from ragline.kernels._flash import _attend_blocks, _attend_diagonal, _finish
+from ragline.kernels._flash import _attend_blocks, _attend_diagonal, _finish, _pinned_overflow
 
 if TYPE_CHECKING:
     import torch
@@ -56,7 +56,7 @@ def _block_sparse_kernel(
     HEAD_DIM: tl.constexpr,
     IEEE: tl.constexpr,
     WIDE: tl.constexpr,
-    LAZY: tl.constexpr,
+    RESCALE: tl.constexpr,
     DIAG_N: tl.constexpr,
     AHEAD: tl.constexpr,
 ):
@@ -85,28 +85,38 @@ def _block_sparse_kernel(
 
     row = (i_b * n_slots + i_s) * n_mblocks + i_m
     count = tl.where(start_m < seq_len, tl.load(block_count + row), 0)
-    acc, m_i, l_i = _attend_blocks(
-        acc, m_i, l_i, b_q, p_k0, p_v0, s_kt, s_vt, block_idx + row * n_list, count,
-        qk_scale, BLOCK_N, HEAD_DIM, IEEE, WIDE, LAZY, AHEAD,
-    )  # fmt: skip
-    acc, m_i, l_i = _attend_diagonal(
-        acc,
-        m_i,
-        l_i,
-        b_q,
-        p_k0,
-        p_v0,
-        s_kt,
-        s_vt,
-        start_m,
-        seq_len,
-        qk_scale,
-        BLOCK_M,
-        DIAG_N,
-        HEAD_DIM,
-        IEEE,
-        LAZY,
-    )
+    p_idx = block_idx + row * n_list
+    if RESCALE == 2:
+        # own block first: its row maxima are the pinned references for the listed blocks
+        acc, m_i, l_i = _attend_diagonal(
+            acc, m_i, l_i, b_q, p_k0, p_v0, s_kt, s_vt, start_m, seq_len, qk_scale, BLOCK_M,
+            DIAG_N, HEAD_DIM, IEEE, 0,
+        )  # fmt: skip
+        acc, m_i, l_i = _attend_blocks(
+            acc, m_i, l_i, b_q, p_k0, p_v0, s_kt, s_vt, p_idx, count, qk_scale, BLOCK_N,
+            HEAD_DIM, IEEE, WIDE, 2, AHEAD,
+        )  # fmt: skip
+        if _pinned_overflow(acc, l_i, o_m, seq_len):
+            acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+            m_i = tl.zeros([BLOCK_M], dtype=tl.float32) - 1.0e30
+            l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+            acc, m_i, l_i = _attend_blocks(
+                acc, m_i, l_i, b_q, p_k0, p_v0, s_kt, s_vt, p_idx, count, qk_scale, BLOCK_N,
+                HEAD_DIM, IEEE, WIDE, 0, AHEAD,
+            )  # fmt: skip
+            acc, m_i, l_i = _attend_diagonal(
+                acc, m_i, l_i, b_q, p_k0, p_v0, s_kt, s_vt, start_m, seq_len, qk_scale,
+                BLOCK_M, DIAG_N, HEAD_DIM, IEEE, 0,
+            )  # fmt: skip
+    else:
+        acc, m_i, l_i = _attend_blocks(
+            acc, m_i, l_i, b_q, p_k0, p_v0, s_kt, s_vt, p_idx, count, qk_scale, BLOCK_N,
+            HEAD_DIM, IEEE, WIDE, RESCALE, AHEAD,
+        )  # fmt: skip
+        acc, m_i, l_i = _attend_diagonal(
+            acc, m_i, l_i, b_q, p_k0, p_v0, s_kt, s_vt, start_m, seq_len, qk_scale, BLOCK_M,
+            DIAG_N, HEAD_DIM, IEEE, RESCALE,
+        )  # fmt: skip
     p_o = Out + b64 * s_ob + h64 * s_oh + r64 * s_ot + o_d[None, :]
     p_lse = LSE + b64 * s_lb + h64 * s_lh + o_m
     _finish(acc, m_i, l_i, p_o, p_lse, o_m, seq_len, n_tokens, HEAD_DIM)
@@ -123,7 +133,7 @@ def _block_sparse_launch(
     num_warps: int,
     num_stages: int,
     wide: bool,
-    lazy: bool,
+    rescale: int,
     ahead: bool,
 ) -> None:
     b, h, t, d = q.shape
@@ -170,7 +180,7 @@ def _block_sparse_launch(
         HEAD_DIM=d,
         IEEE=dot_in_float32(q),
         WIDE=wide,
-        LAZY=lazy,
+        RESCALE=rescale,
         DIAG_N=min(plan.block_m, 2 * plan.block_n) if wide else plan.block_n,
         AHEAD=ahead,
         num_warps=num_warps,

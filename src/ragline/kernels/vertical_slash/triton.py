@@ -12,6 +12,7 @@ from ragline.kernels._flash import (
     _attend_diagonal,
     _attend_range,
     _finish,
+    _pinned_overflow,
     _scores,
     _softmax_update,
 )
@@ -23,6 +24,74 @@ if TYPE_CHECKING:
     from ragline.kernels.vertical_slash.plan import VerticalSlashPlan
 
 __all__ = ["_vertical_slash_launch"]
+
+
+@triton.jit
+def _attend_left(acc, m_i, l_i, b_q, p_k0, p_v0, s_kt, s_vt, qk_scale, live, slot, kb, start_m,
+                 i_m, prefix, cover, run_lo, run_hi, run_count, columns, column_count, n_cover,
+                 n_runs, n_columns, n_mblocks, band_sinks, band_e_max, BANDED: tl.constexpr,
+                 BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr, IEEE: tl.constexpr,
+                 WIDE: tl.constexpr, RESCALE: tl.constexpr):  # fmt: skip
+    """Every key of a query block left of its own block: the leading columns, the merged
+    diagonal runs, then the gathered columns neither covered."""
+    o_n = tl.arange(0, BLOCK_N)
+    o_d = tl.arange(0, HEAD_DIM)
+    # 1. the leading columns [0, prefix), a contiguous run of whole key blocks
+    if BANDED:
+        n_prefix = band_sinks // BLOCK_N * BLOCK_N
+    else:
+        n_prefix = tl.load(prefix + slot)
+    hi = tl.where(live, tl.minimum(n_prefix, start_m), 0)
+    acc, m_i, l_i = _attend_range(
+        acc, m_i, l_i, b_q, p_k0, p_v0, s_kt, s_vt, 0, hi, qk_scale, BLOCK_N, HEAD_DIM, IEEE,
+        WIDE, RESCALE,
+    )  # fmt: skip
+
+    # 2. merged diagonal runs: run r covers key blocks [kb - hi_r, kb - lo_r] of this query block
+    if BANDED:
+        # one run, block offsets 1..e_max: keys [(kb - e_max) * BLOCK_N, start_m) past the prefix
+        lo = tl.maximum(n_prefix, (kb - band_e_max) * BLOCK_N)
+        hi = tl.where(live, start_m, lo)  # e_max == 0 gives lo >= start_m: an empty range
+        acc, m_i, l_i = _attend_range(
+            acc, m_i, l_i, b_q, p_k0, p_v0, s_kt, s_vt, lo, hi, qk_scale, BLOCK_N, HEAD_DIM, IEEE,
+            WIDE, RESCALE,
+        )  # fmt: skip
+    else:
+        n_run = tl.where(live, tl.load(run_count + slot), 0)
+        for r in range(0, n_run):
+            e_lo = tl.load(run_lo + slot * n_runs + r)
+            e_hi = tl.load(run_hi + slot * n_runs + r)
+            lo = tl.maximum(n_prefix, (kb - e_hi) * BLOCK_N)
+            hi = (kb - e_lo + 1) * BLOCK_N
+            acc, m_i, l_i = _attend_range(
+                acc, m_i, l_i, b_q, p_k0, p_v0, s_kt, s_vt, lo, hi, qk_scale, BLOCK_N, HEAD_DIM,
+                IEEE, WIDE, RESCALE,
+            )  # fmt: skip
+
+    # 3. gathered columns left of this block that neither the prefix nor a run covered
+    if BANDED:
+        n_col = tl.where(
+            live, tl.minimum(tl.maximum(start_m - n_prefix, 0), band_sinks - n_prefix), 0
+        )
+    else:
+        n_col = tl.where(live, tl.load(column_count + slot * n_mblocks + i_m), 0)
+    for c0 in range(0, n_col, BLOCK_N):
+        m_col = c0 + o_n < n_col
+        if BANDED:
+            o_col = n_prefix + c0 + o_n
+            e_col = kb - o_col // BLOCK_N
+            m_col = m_col & ((e_col < 1) | (e_col > band_e_max))
+        else:
+            o_col = tl.load(columns + slot * n_columns + c0 + o_n, mask=m_col, other=0)
+            covered = tl.load(cover + slot * n_cover + kb - o_col // BLOCK_N, mask=m_col, other=1)
+            m_col = m_col & (covered == 0)
+        b_k = tl.load(p_k0 + o_col[:, None] * s_kt + o_d[None, :], mask=m_col[:, None], other=0.0)
+        qk = _scores(b_q, b_k, IEEE)
+        qk = tl.where(m_col[None, :], qk, float("-inf"))
+        b_v = tl.load(p_v0 + o_col[:, None] * s_vt + o_d[None, :], mask=m_col[:, None], other=0.0)
+        acc, m_i, l_i = _softmax_update(acc, m_i, l_i, qk, b_v, qk_scale, IEEE, RESCALE)
+
+    return acc, m_i, l_i
 
 
 # Sizes that vary with the plan are not specialised on (== 1, divisible by 16): each new value
@@ -76,7 +145,7 @@ def _vertical_slash_kernel(
     HEAD_DIM: tl.constexpr,
     IEEE: tl.constexpr,
     WIDE: tl.constexpr,
-    LAZY: tl.constexpr,
+    RESCALE: tl.constexpr,
     DIAG_N: tl.constexpr,
 ):
     # Longest rows first: the last query blocks carry the most work.
@@ -91,7 +160,6 @@ def _vertical_slash_kernel(
     live = start_m < seq_len
 
     o_m = start_m + tl.arange(0, BLOCK_M)
-    o_n = tl.arange(0, BLOCK_N)
     o_d = tl.arange(0, HEAD_DIM)
     # int64 base and row offsets: at 1M tokens x 32 heads a head's offset passes 2^31
     b64, h64, hk64 = i_b.to(tl.int64), i_h.to(tl.int64), i_hk.to(tl.int64)
@@ -105,82 +173,45 @@ def _vertical_slash_kernel(
     m_i = tl.zeros([BLOCK_M], dtype=tl.float32) - 1.0e30
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
 
-    # 1. the leading columns [0, prefix), a contiguous run of whole key blocks
     slot = i_b * n_slots + i_s
-    if BANDED:
-        n_prefix = band_sinks // BLOCK_N * BLOCK_N
-    else:
-        n_prefix = tl.load(prefix + slot)
-    hi = tl.where(live, tl.minimum(n_prefix, start_m), 0)
-    acc, m_i, l_i = _attend_range(
-        acc, m_i, l_i, b_q, p_k0, p_v0, s_kt, s_vt, 0, hi, qk_scale, BLOCK_N, HEAD_DIM, IEEE,
-        WIDE, LAZY,
-    )  # fmt: skip
-
-    # 2. merged diagonal runs: run r covers key blocks [kb - hi_r, kb - lo_r] of this query block
     kb = start_m // BLOCK_N
-    if BANDED:
-        # one run, block offsets 1..e_max: keys [(kb - e_max) * BLOCK_N, start_m) past the prefix
-        lo = tl.maximum(n_prefix, (kb - band_e_max) * BLOCK_N)
-        hi = tl.where(live, start_m, lo)  # e_max == 0 gives lo >= start_m: an empty range
-        acc, m_i, l_i = _attend_range(
-            acc, m_i, l_i, b_q, p_k0, p_v0, s_kt, s_vt, lo, hi, qk_scale, BLOCK_N, HEAD_DIM, IEEE,
-            WIDE, LAZY,
+    if RESCALE == 2:
+        # own block first: its row maxima are the pinned references for every other key
+        acc, m_i, l_i = _attend_diagonal(
+            acc, m_i, l_i, b_q, p_k0, p_v0, s_kt, s_vt, start_m, seq_len, qk_scale, BLOCK_M,
+            DIAG_N, HEAD_DIM, IEEE, 0,
         )  # fmt: skip
-    else:
-        n_run = tl.where(live, tl.load(run_count + slot), 0)
-        for r in range(0, n_run):
-            e_lo = tl.load(run_lo + slot * n_runs + r)
-            e_hi = tl.load(run_hi + slot * n_runs + r)
-            lo = tl.maximum(n_prefix, (kb - e_hi) * BLOCK_N)
-            hi = (kb - e_lo + 1) * BLOCK_N
-            acc, m_i, l_i = _attend_range(
-                acc, m_i, l_i, b_q, p_k0, p_v0, s_kt, s_vt, lo, hi, qk_scale, BLOCK_N, HEAD_DIM,
-                IEEE, WIDE, LAZY,
+        acc, m_i, l_i = _attend_left(
+            acc, m_i, l_i, b_q, p_k0, p_v0, s_kt, s_vt, qk_scale, live, slot, kb, start_m, i_m,
+            prefix, cover, run_lo, run_hi, run_count, columns, column_count, n_cover, n_runs,
+            n_columns, n_mblocks, band_sinks, band_e_max, BANDED, BLOCK_N, HEAD_DIM, IEEE,
+            WIDE, 2,
+        )  # fmt: skip
+        if _pinned_overflow(acc, l_i, o_m, seq_len):
+            acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+            m_i = tl.zeros([BLOCK_M], dtype=tl.float32) - 1.0e30
+            l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+            acc, m_i, l_i = _attend_left(
+                acc, m_i, l_i, b_q, p_k0, p_v0, s_kt, s_vt, qk_scale, live, slot, kb, start_m,
+                i_m, prefix, cover, run_lo, run_hi, run_count, columns, column_count, n_cover,
+                n_runs, n_columns, n_mblocks, band_sinks, band_e_max, BANDED, BLOCK_N, HEAD_DIM,
+                IEEE, WIDE, 0,
             )  # fmt: skip
-
-    # 3. gathered columns left of this block that neither the prefix nor a run covered
-    if BANDED:
-        n_col = tl.where(
-            live, tl.minimum(tl.maximum(start_m - n_prefix, 0), band_sinks - n_prefix), 0
-        )
+            acc, m_i, l_i = _attend_diagonal(
+                acc, m_i, l_i, b_q, p_k0, p_v0, s_kt, s_vt, start_m, seq_len, qk_scale,
+                BLOCK_M, DIAG_N, HEAD_DIM, IEEE, 0,
+            )  # fmt: skip
     else:
-        n_col = tl.where(live, tl.load(column_count + slot * n_mblocks + i_m), 0)
-    for c0 in range(0, n_col, BLOCK_N):
-        m_col = c0 + o_n < n_col
-        if BANDED:
-            o_col = n_prefix + c0 + o_n
-            e_col = kb - o_col // BLOCK_N
-            m_col = m_col & ((e_col < 1) | (e_col > band_e_max))
-        else:
-            o_col = tl.load(columns + slot * n_columns + c0 + o_n, mask=m_col, other=0)
-            covered = tl.load(cover + slot * n_cover + kb - o_col // BLOCK_N, mask=m_col, other=1)
-            m_col = m_col & (covered == 0)
-        b_k = tl.load(p_k0 + o_col[:, None] * s_kt + o_d[None, :], mask=m_col[:, None], other=0.0)
-        qk = _scores(b_q, b_k, qk_scale, IEEE)
-        qk = tl.where(m_col[None, :], qk, float("-inf"))
-        b_v = tl.load(p_v0 + o_col[:, None] * s_vt + o_d[None, :], mask=m_col[:, None], other=0.0)
-        acc, m_i, l_i = _softmax_update(acc, m_i, l_i, qk, b_v, IEEE, LAZY)
-
-    # 4. the diagonal block, causal
-    acc, m_i, l_i = _attend_diagonal(
-        acc,
-        m_i,
-        l_i,
-        b_q,
-        p_k0,
-        p_v0,
-        s_kt,
-        s_vt,
-        start_m,
-        seq_len,
-        qk_scale,
-        BLOCK_M,
-        DIAG_N,
-        HEAD_DIM,
-        IEEE,
-        LAZY,
-    )
+        acc, m_i, l_i = _attend_left(
+            acc, m_i, l_i, b_q, p_k0, p_v0, s_kt, s_vt, qk_scale, live, slot, kb, start_m, i_m,
+            prefix, cover, run_lo, run_hi, run_count, columns, column_count, n_cover, n_runs,
+            n_columns, n_mblocks, band_sinks, band_e_max, BANDED, BLOCK_N, HEAD_DIM, IEEE,
+            WIDE, RESCALE,
+        )  # fmt: skip
+        acc, m_i, l_i = _attend_diagonal(
+            acc, m_i, l_i, b_q, p_k0, p_v0, s_kt, s_vt, start_m, seq_len, qk_scale, BLOCK_M,
+            DIAG_N, HEAD_DIM, IEEE, RESCALE,
+        )  # fmt: skip
     p_o = Out + b64 * s_ob + h64 * s_oh + r64 * s_ot + o_d[None, :]
     p_lse = LSE + b64 * s_lb + h64 * s_lh + o_m
     _finish(acc, m_i, l_i, p_o, p_lse, o_m, seq_len, n_tokens, HEAD_DIM)
@@ -197,7 +228,7 @@ def _vertical_slash_launch(
     num_warps: int,
     num_stages: int,
     wide: bool,
-    lazy: bool,
+    rescale: int,
     ahead: bool,  # a block-sparse launch choice: the range loops here pipeline as written
 ) -> None:
     b, h, t, d = q.shape
@@ -252,7 +283,7 @@ def _vertical_slash_launch(
         HEAD_DIM=d,
         IEEE=dot_in_float32(q),
         WIDE=wide,
-        LAZY=lazy,
+        RESCALE=rescale,
         DIAG_N=min(plan.block_m, 2 * plan.block_n) if wide else plan.block_n,
         num_warps=num_warps,
         num_stages=num_stages,
