@@ -4,7 +4,8 @@ Llama-3-8B attention shape (32 query heads, 8 KV heads, head dim 128, bf16). `--
 pattern: `block_sparse` (top-100 blocks of 64), `vertical_slash` (banded 1000/6096) or `a_shape`
 (128/3968). Per length, every variant (and cuDNN up to 256K) is timed in each of three rounds;
 the table gives medians and each variant's time over the plain `KernelTuning()`'s. `default` is
-what the op runs without a tuning (for block-sparse `BLOCK_SPARSE_TUNING` at this shape). Writes
+what the op runs without a tuning (for block-sparse `BLOCK_SPARSE_TUNING` at this shape: on
+Hopper the warp-specialised Gluon kernel). `--variants` times a subset. Writes
 `benchmarks/results/<case>_tuning_NAME.json`.
 
     PYTHONPATH=src python benchmarks/sparse_kernel_tuning.py --name h200 \\
@@ -40,6 +41,7 @@ VARIANTS: dict[str, dict[str, KernelTuning | None]] = {
         "pinned": KernelTuning(pinned=True),
         "pinned_ahead": KernelTuning(pinned=True, ahead=True),
         "lazy_ahead": KernelTuning(lazy=True, ahead=True),
+        "warp_specialized": KernelTuning(warp_specialize=True),  # the Gluon kernel on Hopper
     },
     "vertical_slash": {
         "plain": KernelTuning(),
@@ -88,10 +90,18 @@ def main() -> None:
     ap.add_argument("--name", required=True)
     ap.add_argument("--lengths", default="16384,32768,131072,262144,1048576")
     ap.add_argument("--case", choices=sorted(CASES), default="block_sparse")
+    ap.add_argument("--variants", help="comma-separated subset (plain is always timed)")
     args = ap.parse_args()
+    variants = VARIANTS[args.case]
+    if args.variants:
+        unknown = set(args.variants.split(",")) - set(variants)
+        if unknown:
+            ap.error(f"--variants: unknown {sorted(unknown)}; known: {sorted(variants)}")
+        keep = {"plain", *args.variants.split(",")}
+        variants = {name: t for name, t in variants.items() if name in keep}
     rows = []
     for n in [int(x) for x in args.lengths.split(",")]:
-        rows.append(at_length(n, CASES[args.case], VARIANTS[args.case]))
+        rows.append(at_length(n, CASES[args.case], variants))
         torch.cuda.empty_cache()
         ratios = "  ".join(f"{k} {r:.3f}" for k, r in rows[-1]["ratio_to_plain"].items())
         print(f"{n:>8}  {ratios}  (plain {rows[-1]['ms']['plain']:.2f} ms)", flush=True)

@@ -321,6 +321,7 @@ def main() -> None:
     device = torch.cuda.get_device_name()
     payload: dict[str, Any] = {"device": device, "date": env["date"], "versions": env["versions"],
                                "command": env["command"], "shape": {"heads": H, "kv_heads": H_KV, "head_dim": D, "dtype": "bfloat16", "batch": 1}}  # fmt: skip
+    payload["block_sparse_kernel"] = block_sparse_kernel_in_use()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     tag = args.name or ("h100" if "H100" in device else "h200" if "H200" in device else "gpu")
@@ -350,6 +351,15 @@ def main() -> None:
         payload["launch_config"] = {k: asdict(t) for k, t in KERNEL_KW.items()}
         save()
     summary(payload)
+
+
+def block_sparse_kernel_in_use() -> str:
+    """Which block-sparse kernel the default tuning runs on this GPU at the benchmark's shape."""
+    from ragline.kernels.block_sparse import block_sparse_warp_specialized_refusal
+
+    q, k, _ = qkv(1024)
+    why = block_sparse_warp_specialized_refusal(q, k, block_sparse_case(100).build(q, k))
+    return "gluon, warp-specialised" if why is None else f"triton: the Gluon kernel refused ({why})"
 
 
 def summary(payload: dict[str, Any]) -> None:

@@ -134,3 +134,36 @@ def test_an_output_buffer_of_the_wrong_shape_or_layout_is_refused() -> None:
     assert got.data_ptr() == buf.data_ptr()
     want, _ = block_sparse(q, k, v, plan)
     torch.testing.assert_close(got, want)
+
+
+def test_warp_specialized_kernel_refuses_what_it_cannot_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The Gluon kernel runs on sm_90 at head dim 128 in bf16/fp16 with 128/64 blocks; anything
+    else (the CPU, the interpreter, another GPU, shape, dtype or block) names why and takes the
+    Triton kernel, which the default tuning then runs with its own fields."""
+    from types import SimpleNamespace
+
+    from ragline.kernels.block_sparse import block_sparse_warp_specialized_refusal as refusal
+
+    q, k, _ = qkv(1, 2, 1, 300, 128, torch.bfloat16, seed=5)
+    plan = plan_block_sparse(torch.zeros(1, 2, 3, 1, dtype=torch.int32), torch.tensor([300]), 300)
+    assert "CUDA GPU only" in str(refusal(q, k, plan))
+
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    cap = {"sm": (9, 0)}
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device: cap["sm"])
+
+    def fake(t: int = 300, d: int = 128, dtype: torch.dtype = torch.bfloat16) -> SimpleNamespace:
+        return SimpleNamespace(is_cuda=True, device="cuda:0", shape=(1, 2, t, d), dtype=dtype)
+
+    assert refusal(fake(), fake(), plan) is None
+    assert "head dim 128" in str(refusal(fake(d=64), fake(d=64), plan))
+    assert "bf16/fp16" in str(refusal(fake(dtype=torch.float32), fake(), plan))
+    assert "2^31" in str(refusal(fake(), fake(t=2**30), plan))
+    odd = SimpleNamespace(block_m=64, block_n=64)
+    assert "got 64/64" in str(refusal(fake(), fake(), odd))
+    cap["sm"] = (8, 0)
+    assert "got sm_80" in str(refusal(fake(), fake(), plan))
+    cap["sm"] = (10, 0)
+    assert "got sm_100" in str(refusal(fake(), fake(), plan))

@@ -19,6 +19,7 @@ from ragline.kernels.block_sparse import (
     BlockSparsePlan,
     block_sparse,
     block_sparse_ref,
+    block_sparse_warp_specialized_refusal,
     plan_block_sparse,
 )
 from ragline.kernels.merge_states import merge_states, merge_states_ref
@@ -40,6 +41,7 @@ __all__ = [
     "VerticalSlashPlan",
     "block_sparse",
     "block_sparse_ref",
+    "block_sparse_warp_specialized_refusal",
     "merge_states",
     "merge_states_ref",
     "plan_banded",

@@ -88,6 +88,11 @@ class KernelTuning:
             the deeper load pipeline; with `lazy` or `pinned`, which take the rescaling off the
             path between one tile's products and the next, it is level with the plain launch
             or faster at every length (`BLOCK_SPARSE_TUNING`).
+        warp_specialize: block-sparse on Hopper (sm_90), head dim 128, bf16/fp16: run the
+            Gluon kernel (`block_sparse/gluon.py`: a TMA loader warp and two consumer
+            warpgroups that do not wait for each other) instead of the Triton one; the other
+            fields then do not apply. Elsewhere, or under the CPU interpreter, the Triton
+            kernel runs with the other fields (`block_sparse_warp_specialized_refusal` says why).
     """
 
     num_warps: int | None = None
@@ -96,14 +101,16 @@ class KernelTuning:
     lazy: bool = False
     ahead: bool = False
     pinned: bool = False
+    warp_specialize: bool = False
 
 
-BLOCK_SPARSE_TUNING = KernelTuning(pinned=True, ahead=True)
-"""The block-sparse op's default at head dim 128 in bf16/fp16: on an H200 (Llama-3-8B shape,
-top-100 blocks, three alternated rounds per length) it took 0.91-0.99 of the plain launch's time
-from 16K to 256K and 0.99-1.00 at 512K-1M, 2-4 % under the lazy lookahead it replaced up to 256K
-and level with it beyond (`block_sparse_tuning_h200_pinned.json`). Other head dims keep
-`KernelTuning()` until measured (`benchmarks/results/block_sparse_tuning_h200.json`)."""
+BLOCK_SPARSE_TUNING = KernelTuning(pinned=True, ahead=True, warp_specialize=True)
+"""The block-sparse op's default at head dim 128 in bf16/fp16. On Hopper the warp-specialised
+Gluon kernel: on an H200 (Llama-3-8B shape, top-100 blocks, alternated rounds) 0.75-0.80 of the
+Triton kernel's time at 16K-32K and 0.86 at 128K-1M (`block_sparse_gluon_ws_h200.json`).
+Elsewhere the Triton kernel with `pinned` + `ahead`: on an H200 0.91-0.99 of the plain launch's
+time from 16K to 256K and 0.99-1.00 at 512K-1M (`block_sparse_tuning_h200_pinned.json`). Other
+head dims keep `KernelTuning()` until measured."""
 
 
 def import_triton() -> Any:
