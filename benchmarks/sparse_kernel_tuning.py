@@ -5,7 +5,8 @@ pattern: `block_sparse` (top-100 blocks of 64), `vertical_slash` (banded 1000/60
 (128/3968). Per length, every variant (and cuDNN up to 256K) is timed in each of three rounds;
 the table gives medians and each variant's time over the plain `KernelTuning()`'s. `default` is
 what the op runs without a tuning (for block-sparse `BLOCK_SPARSE_TUNING` at this shape: on
-Hopper the warp-specialised Gluon kernel). `--variants` times a subset. Writes
+Hopper the warp-specialised Gluon kernel; for vertical-slash and A-shape `VERTICAL_SLASH_TUNING`,
+which takes it for these banded plans). `--variants` times a subset. Writes
 `benchmarks/results/<case>_tuning_NAME.json`.
 
     PYTHONPATH=src python benchmarks/sparse_kernel_tuning.py --name h200 \\
@@ -50,6 +51,7 @@ VARIANTS: dict[str, dict[str, KernelTuning | None]] = {
         "lazy_stages2": KernelTuning(lazy=True, num_stages=2),
         "pinned": KernelTuning(pinned=True),
         "pinned_stages2": KernelTuning(pinned=True, num_stages=2),
+        "default": None,  # the op's own choice (VERTICAL_SLASH_TUNING: Gluon for banded plans)
     },
 }
 VARIANTS["a_shape"] = VARIANTS["vertical_slash"]

@@ -190,3 +190,32 @@ def test_tile_density_on_the_device_counts_what_the_kernel_computes(t: int) -> N
     got = vertical_slash_tile_density(plan)
     for b in range(2):  # each sequence of the batch on its own indices
         assert got[b].tolist() == pytest.approx(_tiles_long_way(plan, b), abs=1e-12)
+
+
+def test_warp_specialized_kernel_takes_banded_plans_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """General plans gather single columns, which the Gluon kernel's TMA loader cannot: they
+    name why and take the Triton kernel; banded plans pass the shared checks."""
+    from types import SimpleNamespace
+
+    from ragline.kernels.vertical_slash import (
+        plan_banded,
+    )
+    from ragline.kernels.vertical_slash import (
+        vertical_slash_warp_specialized_refusal as refusal,
+    )
+
+    t = 300
+    q, k, _ = qkv(1, 2, 1, t, 128, torch.bfloat16, seed=5)
+    banded = plan_banded(128, 200, torch.tensor([t]), t, torch.arange(2))
+    general = plan_vertical_slash(
+        torch.tensor([[[0, 5]] * 2]), torch.tensor([[[1]] * 2]), torch.tensor([t]), t
+    )
+    assert "CUDA GPU only" in str(refusal(q, k, banded))
+    assert "banded plans (A-shape) only" in str(refusal(q, k, general))
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device: (9, 0))
+    fake = SimpleNamespace(
+        is_cuda=True, device="cuda:0", shape=(1, 2, t, 128), dtype=torch.bfloat16
+    )
+    assert refusal(fake, fake, banded) is None
+    assert "banded plans (A-shape) only" in str(refusal(fake, fake, general))

@@ -14,7 +14,7 @@ Ops (one folder each, see its README.md for the math):
 Importing this package does not import Triton; the kernels import it when first called.
 """
 
-from ragline.kernels._common import BLOCK_SPARSE_TUNING, KernelTuning
+from ragline.kernels._common import BLOCK_SPARSE_TUNING, VERTICAL_SLASH_TUNING, KernelTuning
 from ragline.kernels.block_sparse import (
     BlockSparsePlan,
     block_sparse,
@@ -31,10 +31,12 @@ from ragline.kernels.vertical_slash import (
     plan_vertical_slash,
     vertical_slash,
     vertical_slash_ref,
+    vertical_slash_warp_specialized_refusal,
 )
 
 __all__ = [
     "BLOCK_SPARSE_TUNING",
+    "VERTICAL_SLASH_TUNING",
     "BandedPlan",
     "BlockSparsePlan",
     "KernelTuning",
@@ -51,4 +53,5 @@ __all__ = [
     "row_topk_ref",
     "vertical_slash",
     "vertical_slash_ref",
+    "vertical_slash_warp_specialized_refusal",
 ]

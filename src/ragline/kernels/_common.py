@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BLOCK_SPARSE_TUNING",
     "KERNEL_HEAD_DIMS",
+    "VERTICAL_SLASH_TUNING",
     "KernelTuning",
     "check_qkv",
     "dot_in_float32",
@@ -23,6 +24,7 @@ __all__ = [
     "kernel_refusal",
     "run_sparse",
     "use_triton",
+    "warp_specialized_refusal",
 ]
 
 
@@ -88,11 +90,12 @@ class KernelTuning:
             the deeper load pipeline; with `lazy` or `pinned`, which take the rescaling off the
             path between one tile's products and the next, it is level with the plain launch
             or faster at every length (`BLOCK_SPARSE_TUNING`).
-        warp_specialize: block-sparse on Hopper (sm_90), head dim 128, bf16/fp16: run the
-            Gluon kernel (`block_sparse/gluon.py`: a TMA loader warp and two consumer
-            warpgroups that do not wait for each other) instead of the Triton one; the other
-            fields then do not apply. Elsewhere, or under the CPU interpreter, the Triton
-            kernel runs with the other fields (`block_sparse_warp_specialized_refusal` says why).
+        warp_specialize: on Hopper (sm_90), head dim 128, bf16/fp16, for block-sparse plans and
+            banded vertical-slash plans (A-shape): run the Gluon kernel (`_gluon.py`: a TMA
+            loader warp and two consumer warpgroups that do not wait for each other) instead
+            of the Triton one; the other fields then do not apply. Elsewhere, for general
+            vertical-slash plans, or under the CPU interpreter, the Triton kernel runs with the
+            other fields (`*_warp_specialized_refusal` says why).
     """
 
     num_warps: int | None = None
@@ -111,6 +114,37 @@ Triton kernel's time at 16K-32K and 0.86 at 128K-1M (`block_sparse_gluon_ws_h200
 Elsewhere the Triton kernel with `pinned` + `ahead`: on an H200 0.91-0.99 of the plain launch's
 time from 16K to 256K and 0.99-1.00 at 512K-1M (`block_sparse_tuning_h200_pinned.json`). Other
 head dims keep `KernelTuning()` until measured."""
+
+
+VERTICAL_SLASH_TUNING = KernelTuning(warp_specialize=True)
+"""The vertical-slash op's default at head dim 128 in bf16/fp16: on Hopper, banded plans (A-shape)
+take the warp-specialised Gluon kernel (`vertical_slash_tuning_h200_ws.json`); general plans,
+and other GPUs, the Triton kernel with `KernelTuning()`'s fields, which no variant beat
+(`vertical_slash_tuning_h200.json`, `sparse_prefill_h200_pinned_experiments.json`)."""
+
+
+def warp_specialized_refusal(
+    q: torch.Tensor, k: torch.Tensor, block_m: int, block_n: int
+) -> str | None:
+    """Why the warp-specialised Gluon kernel (`_gluon.py`) cannot take these inputs, or None."""
+    import importlib.util
+
+    import torch
+
+    if not q.is_cuda or os.environ.get("TRITON_INTERPRET") == "1":
+        return "it runs on a CUDA GPU only (Gluon has no CPU interpreter)"
+    major, minor = torch.cuda.get_device_capability(q.device)
+    if (major, minor) != (9, 0):
+        return f"it needs an sm_90 (Hopper) GPU for TMA and warpgroup MMA; got sm_{major}{minor}"
+    if q.shape[-1] != 128 or q.dtype not in (torch.bfloat16, torch.float16):
+        return f"it takes head dim 128 in bf16/fp16; got {q.shape[-1]} in {q.dtype}"
+    if (block_m, block_n) != (128, 64):
+        return f"it takes 128-row query blocks of 64-key blocks; got {block_m}/{block_n}"
+    if k.shape[0] * k.shape[1] * k.shape[2] + 128 >= 2**31:
+        return "its TMA row coordinates are int32: B x H_kv x T must stay below 2^31"
+    if importlib.util.find_spec("triton.experimental.gluon") is None:
+        return "this Triton has no Gluon (triton >= 3.6 has it)"
+    return None
 
 
 def import_triton() -> Any:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-import os
 from typing import TYPE_CHECKING, Any
 
-from ragline.kernels._common import BLOCK_SPARSE_TUNING, KernelTuning, run_sparse
+from ragline.kernels._common import (
+    BLOCK_SPARSE_TUNING,
+    KernelTuning,
+    run_sparse,
+    warp_specialized_refusal,
+)
 from ragline.kernels.block_sparse.plan import BlockSparsePlan, plan_block_sparse
 from ragline.kernels.block_sparse.reference import block_sparse_mask, block_sparse_ref
 
@@ -27,22 +30,7 @@ def block_sparse_warp_specialized_refusal(
     q: torch.Tensor, k: torch.Tensor, plan: BlockSparsePlan
 ) -> str | None:
     """Why the warp-specialised Hopper kernel cannot take these inputs, or None if it can."""
-    import torch
-
-    if not q.is_cuda or os.environ.get("TRITON_INTERPRET") == "1":
-        return "it runs on a CUDA GPU only (Gluon has no CPU interpreter)"
-    major, minor = torch.cuda.get_device_capability(q.device)
-    if (major, minor) != (9, 0):
-        return f"it needs an sm_90 (Hopper) GPU for TMA and warpgroup MMA; got sm_{major}{minor}"
-    if q.shape[-1] != 128 or q.dtype not in (torch.bfloat16, torch.float16):
-        return f"it takes head dim 128 in bf16/fp16; got {q.shape[-1]} in {q.dtype}"
-    if (plan.block_m, plan.block_n) != (128, 64):
-        return f"it takes 128-row query blocks of 64-key blocks; got {plan.block_m}/{plan.block_n}"
-    if k.shape[0] * k.shape[1] * k.shape[2] + 128 >= 2**31:
-        return "its TMA row coordinates are int32: B x H_kv x T must stay below 2^31"
-    if importlib.util.find_spec("triton.experimental.gluon") is None:
-        return "this Triton has no Gluon (triton >= 3.6 has it)"
-    return None
+    return warp_specialized_refusal(q, k, plan.block_m, plan.block_n)
 
 
 def block_sparse(
