@@ -29,6 +29,15 @@ import triton.language as tl
 
 
 @triton.jit
+def _fresh_state(BLOCK_M: tl.constexpr, HEAD_DIM: tl.constexpr):
+    """An empty online-softmax state: output sums, row maxima (finite, so `exp2` stays 0), sums."""
+    acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+    m_i = tl.zeros([BLOCK_M], dtype=tl.float32) - 1.0e30
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    return acc, m_i, l_i
+
+
+@triton.jit
 def _softmax_update(acc, m_i, l_i, qk, v, qk_scale, IEEE: tl.constexpr, RESCALE: tl.constexpr):
     """Fold raw scores `qk` (-inf where masked) into the state; the scale is positive, so the
     row maximum of the scaled scores is the scaled maximum."""

@@ -8,7 +8,13 @@ import triton
 import triton.language as tl
 
 from ragline.kernels._common import dot_in_float32
-from ragline.kernels._flash import _attend_blocks, _attend_diagonal, _finish, _pinned_overflow
+from ragline.kernels._flash import (
+    _attend_blocks,
+    _attend_diagonal,
+    _finish,
+    _fresh_state,
+    _pinned_overflow,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -79,9 +85,7 @@ def _block_sparse_kernel(
     p_k0 = K + b64 * s_kb + hk64 * s_kh
     p_v0 = V + b64 * s_vb + hk64 * s_vh
 
-    acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
-    m_i = tl.zeros([BLOCK_M], dtype=tl.float32) - 1.0e30
-    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc, m_i, l_i = _fresh_state(BLOCK_M, HEAD_DIM)
 
     row = (i_b * n_slots + i_s) * n_mblocks + i_m
     count = tl.where(start_m < seq_len, tl.load(block_count + row), 0)
@@ -97,9 +101,7 @@ def _block_sparse_kernel(
             HEAD_DIM, IEEE, WIDE, 2, AHEAD,
         )  # fmt: skip
         if _pinned_overflow(acc, l_i, o_m, seq_len):
-            acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
-            m_i = tl.zeros([BLOCK_M], dtype=tl.float32) - 1.0e30
-            l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+            acc, m_i, l_i = _fresh_state(BLOCK_M, HEAD_DIM)
             acc, m_i, l_i = _attend_blocks(
                 acc, m_i, l_i, b_q, p_k0, p_v0, s_kt, s_vt, p_idx, count, qk_scale, BLOCK_N,
                 HEAD_DIM, IEEE, WIDE, 0, AHEAD,

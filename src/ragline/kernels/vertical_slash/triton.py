@@ -12,6 +12,7 @@ from ragline.kernels._flash import (
     _attend_diagonal,
     _attend_range,
     _finish,
+    _fresh_state,
     _pinned_overflow,
     _scores,
     _softmax_update,
@@ -169,9 +170,7 @@ def _vertical_slash_kernel(
     p_k0 = K + b64 * s_kb + hk64 * s_kh
     p_v0 = V + b64 * s_vb + hk64 * s_vh
 
-    acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
-    m_i = tl.zeros([BLOCK_M], dtype=tl.float32) - 1.0e30
-    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc, m_i, l_i = _fresh_state(BLOCK_M, HEAD_DIM)
 
     slot = i_b * n_slots + i_s
     kb = start_m // BLOCK_N
@@ -188,9 +187,7 @@ def _vertical_slash_kernel(
             WIDE, 2,
         )  # fmt: skip
         if _pinned_overflow(acc, l_i, o_m, seq_len):
-            acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
-            m_i = tl.zeros([BLOCK_M], dtype=tl.float32) - 1.0e30
-            l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+            acc, m_i, l_i = _fresh_state(BLOCK_M, HEAD_DIM)
             acc, m_i, l_i = _attend_left(
                 acc, m_i, l_i, b_q, p_k0, p_v0, s_kt, s_vt, qk_scale, live, slot, kb, start_m,
                 i_m, prefix, cover, run_lo, run_hi, run_count, columns, column_count, n_cover,
