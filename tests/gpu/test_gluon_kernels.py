@@ -64,7 +64,8 @@ def test_gluon_kernel_matches_reference(
     plan = _random_plan(b, h, t, per_row, seq_lens, seed=t)
     assert block_sparse_warp_specialized_refusal(q, k, plan) is None
     out = torch.full_like(q, float("nan"))
-    out, lse = block_sparse(q, k, v, plan, out=out, tuning=BLOCK_SPARSE_TUNING)
+    lse = torch.full(q.shape[:3], float("nan"), device="cuda")
+    out, lse = block_sparse(q, k, v, plan, out=out, lse=lse, tuning=BLOCK_SPARSE_TUNING)
     ref, ref_lse = block_sparse_ref(q.float(), k.float(), v.float(), plan)
     _assert_matches(out, lse, ref, ref_lse, seq_lens, dtype)
 
@@ -92,7 +93,8 @@ def test_gluon_kernel_matches_reference_on_banded_plans(
     plan = plan_banded(sinks, window, lens, t, torch.arange(h, device="cuda"))
     assert vertical_slash_warp_specialized_refusal(q, k, plan) is None
     out = torch.full_like(q, float("nan"))
-    out, lse = vertical_slash(q, k, v, plan, out=out, tuning=VERTICAL_SLASH_TUNING)
+    lse = torch.full(q.shape[:3], float("nan"), device="cuda")
+    out, lse = vertical_slash(q, k, v, plan, out=out, lse=lse, tuning=VERTICAL_SLASH_TUNING)
     ref, ref_lse = vertical_slash_ref(q.float(), k.float(), v.float(), plan)
     _assert_matches(out, lse, ref, ref_lse, seq_lens, dtype)
 
@@ -119,3 +121,6 @@ def _assert_matches(
         err = (o - r).abs().max().item() / r.abs().max().item()
         assert err <= TOLERANCE[dtype], f"sequence {i}: relative max error {err:.2e}"
         torch.testing.assert_close(lse[i, :, :n], ref_lse[i, :, :n], atol=2e-3, rtol=1e-3)
+        # rows past the sequence (right padding), whole query blocks included: 0 and -inf
+        assert (out[i, :, n:] == 0).all(), f"sequence {i}: rows past its length are not 0"
+        assert (lse[i, :, n:] == -float("inf")).all(), f"sequence {i}: lse past it is not -inf"

@@ -113,7 +113,7 @@ def _tile(q, kb, vb, acc, m_i, l_i, rows, cols, start_m, qk_scale, n_valid,
 
 @gluon.jit
 def _consumer(q_smem, k_bufs, v_bufs, ready, empty, out_ptr, lse_ptr, o_base, lse_base, s_ot,
-              start_m, seq_len, n_blocks, n_left, qk_scale, HALF: gl.constexpr,
+              start_m, seq_len, n_tokens, n_blocks, n_left, qk_scale, HALF: gl.constexpr,
               STAGES: gl.constexpr, BN: gl.constexpr):  # fmt: skip
     mma_layout: gl.constexpr = gl.NVMMADistributedLayout(
         version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, 128, 16]
@@ -154,12 +154,15 @@ def _consumer(q_smem, k_bufs, v_bufs, ready, empty, out_ptr, lse_ptr, o_base, ls
                               start_m, qk_scale, n_left, 2, mma_layout, p_layout)  # fmt: skip
         mbarrier.arrive(empty.index(s), count=1)
 
-    # every row sees at least its own key, so l_i > 0
+    # every row sees at least its own key, so l_i > 0; rows past the sequence get 0 / -inf
     live = rows < seq_len
+    out = gl.where(live[:, None], acc / l_i[:, None], 0.0)
+    lse = gl.where(live, (m_i + gl.log2(l_i)) * 0.6931471805599453, -float("inf"))
+    inside = rows < n_tokens
     r64 = rows.to(gl.int64)
     p_o = out_ptr + o_base + r64[:, None] * s_ot + cols[None, :]
-    gl.store(p_o, (acc / l_i[:, None]).to(out_ptr.dtype.element_ty), mask=live[:, None])
-    gl.store(lse_ptr + lse_base + r64, (m_i + gl.log2(l_i)) * 0.6931471805599453, mask=live)
+    gl.store(p_o, out.to(out_ptr.dtype.element_ty), mask=inside[:, None])
+    gl.store(lse_ptr + lse_base + r64, lse, mask=inside)
 
 
 @gluon.jit(do_not_specialize=["n_tokens", "n_slots", "n_mblocks", "n_list", "group",
@@ -223,10 +226,12 @@ def _ws_flash_kernel(q_ptr, k_desc, v_desc, out_ptr, lse_ptr, seq_lens, heads, b
         gl.warp_specialize(
             [
                 (_consumer, (q_smem, k_bufs, v_bufs, ready, empty, out_ptr, lse_ptr, o_base,
-                             lse_base, s_ot, start_m, seq_len, n_blocks, n_left, qk_scale, 0,
+                             lse_base, s_ot, start_m, seq_len, n_tokens, n_blocks, n_left,
+                             qk_scale, 0,
                              STAGES, BN)),
                 (_consumer, (q_smem, k_bufs, v_bufs, ready, empty, out_ptr, lse_ptr, o_base,
-                             lse_base, s_ot, start_m, seq_len, n_blocks, n_left, qk_scale, 1,
+                             lse_base, s_ot, start_m, seq_len, n_tokens, n_blocks, n_left,
+                             qk_scale, 1,
                              STAGES, BN)),
                 (_loader, (k_desc, v_desc, k_bufs, v_bufs, ready, empty, block_idx, idx_base,
                            n_blocks, n_pre, run_lo, n_prefix, kv_row0, start_m, n_tiles, STAGES,
@@ -235,6 +240,22 @@ def _ws_flash_kernel(q_ptr, k_desc, v_desc, out_ptr, lse_ptr, seq_lens, heads, b
             [4, 1],
             [232, 40],  # registers per thread: consumer 1, loader (consumer 0 gets the rest)
         )  # fmt: skip
+    else:
+        # a query block wholly past its sequence (right padding): zeros and lse -inf, as the
+        # Triton kernels write
+        blk: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [num_warps, 1], [1, 0])
+        o_r = start_m + gl.arange(0, 128, layout=gl.SliceLayout(1, blk))
+        o_d = gl.arange(0, 128, layout=gl.SliceLayout(0, blk))
+        inside = o_r < n_tokens
+        r64 = o_r.to(gl.int64)
+        b64 = i_b.to(gl.int64)
+        h64 = i_h.to(gl.int64)
+        p_o = out_ptr + b64 * s_ob + h64 * s_oh + r64[:, None] * s_ot + o_d[None, :]
+        zero = gl.zeros([128, 128], out_ptr.dtype.element_ty, blk)
+        gl.store(p_o, zero, mask=inside[:, None])
+        p_l = lse_ptr + b64 * s_lb + h64 * s_lh + r64
+        lse_l: gl.constexpr = gl.SliceLayout(1, blk)
+        gl.store(p_l, gl.full([128], -float("inf"), gl.float32, lse_l), mask=inside)
 
 
 def rows_view(x: torch.Tensor) -> torch.Tensor:
