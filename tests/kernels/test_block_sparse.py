@@ -121,13 +121,22 @@ def test_default_launch_and_no_lookahead_past_a_short_prompt(
     assert seen["RESCALE"] == (2 if d == 128 else 0)
 
 
-def test_an_output_buffer_of_the_wrong_shape_or_layout_is_refused() -> None:
+def test_output_buffers_of_the_wrong_shape_or_layout_and_a_plan_for_another_length_are_refused() -> (
+    None
+):
     t = 300
     q, k, v = qkv(1, 2, 1, t, 64, torch.float32, seed=3)
     plan = plan_block_sparse(torch.zeros(1, 2, 3, 1, dtype=torch.int32), torch.tensor([t]), t)
     for bad in (torch.empty(1, 2, t, 32), torch.empty(1, 2, 64, t).transpose(2, 3)):
         with pytest.raises(KernelUnavailable, match="out must be"):
             block_sparse(q, k, v, plan, out=bad)
+    for bad_lse in (torch.empty(1, 2, t - 1), torch.empty(1, t, 2).transpose(1, 2),
+                    torch.empty(1, 2, t, dtype=torch.float64)):  # fmt: skip
+        with pytest.raises(KernelUnavailable, match="lse must be float32"):
+            block_sparse(q, k, v, plan, lse=bad_lse)
+    short = plan_block_sparse(torch.zeros(1, 2, 2, 1, dtype=torch.int32), torch.tensor([200]), 200)
+    with pytest.raises(KernelUnavailable, match="built for 200 tokens; q has 300"):
+        block_sparse(q, k, v, short)
     # a transposed [B, T, H, D] buffer is fine: written in place, equal to a fresh output
     buf = torch.empty(1, t, 2, 64).transpose(1, 2)
     got, _ = block_sparse(q, k, v, plan, out=buf)
@@ -161,6 +170,7 @@ def test_warp_specialized_kernel_refuses_what_it_cannot_run(
     assert "head dim 128" in str(refusal(fake(d=64), fake(d=64), plan))
     assert "bf16/fp16" in str(refusal(fake(dtype=torch.float32), fake(), plan))
     assert "2^31" in str(refusal(fake(), fake(t=2**30), plan))
+    assert "no keys" in str(refusal(fake(t=0), fake(t=0), plan))
     odd = SimpleNamespace(block_m=64, block_n=64)
     assert "got 64/64" in str(refusal(fake(), fake(), odd))
     cap["sm"] = (8, 0)

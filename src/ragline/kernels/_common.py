@@ -140,6 +140,8 @@ def warp_specialized_refusal(
         return f"it takes head dim 128 in bf16/fp16; got {q.shape[-1]} in {q.dtype}"
     if (block_m, block_n) != (128, 64):
         return f"it takes 128-row query blocks of 64-key blocks; got {block_m}/{block_n}"
+    if k.shape[0] * k.shape[1] * k.shape[2] == 0:
+        return "there are no keys (its TMA descriptors need a non-empty tensor)"
     if k.shape[0] * k.shape[1] * k.shape[2] + 128 >= 2**31:
         return "its TMA row coordinates are int32: B x H_kv x T must stay below 2^31"
     if importlib.util.find_spec("triton.experimental.gluon") is None:
@@ -237,6 +239,18 @@ def run_sparse(
             f"out must be [B, H, T, D] = {tuple(q.shape)} on {q.device} with unit stride along "
             f"D; got {tuple(out.shape)} on {out.device}, strides {out.stride()}"
         )
+    if lse is not None and (
+        lse.shape != (b, h, t)
+        or lse.dtype != torch.float32
+        or lse.stride(-1) != 1
+        or lse.device != q.device
+    ):
+        raise KernelUnavailable(
+            f"lse must be float32 [B, H, T] = {(b, h, t)} on {q.device} with unit stride along "
+            f"T; got {lse.dtype} {tuple(lse.shape)} on {lse.device}, strides {lse.stride()}"
+        )
+    if plan.num_tokens != t:
+        raise KernelUnavailable(f"the plan was built for {plan.num_tokens} tokens; q has {t}")
     if not use_triton(q):
         o, l_ = reference(q, k, v, plan, scale=scale, out=out)
         if lse is None:

@@ -112,8 +112,8 @@ def _tile(q, kb, vb, acc, m_i, l_i, rows, cols, start_m, qk_scale, n_valid,
 
 
 @gluon.jit
-def _consumer(q_smem, k_bufs, v_bufs, ready, empty, out_ptr, lse_ptr, o_base, lse_base, s_ot,
-              start_m, seq_len, n_tokens, n_blocks, n_left, qk_scale, HALF: gl.constexpr,
+def _consumer(q_smem, k_bufs, v_bufs, ready, empty, zeroed, out_ptr, lse_ptr, o_base, lse_base,
+              s_ot, start_m, seq_len, n_tokens, n_blocks, n_left, qk_scale, HALF: gl.constexpr,
               STAGES: gl.constexpr, BN: gl.constexpr):  # fmt: skip
     mma_layout: gl.constexpr = gl.NVMMADistributedLayout(
         version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, 128, 16]
@@ -129,6 +129,18 @@ def _consumer(q_smem, k_bufs, v_bufs, ready, empty, out_ptr, lse_ptr, o_base, ls
     acc = gl.zeros([64, 128], gl.float32, mma_layout)
 
     mbarrier.wait(ready.index(0), 0)
+    if start_m + 128 > seq_len:
+        # The sequence ends inside its diagonal tile: its value rows past the end (padding,
+        # or the next head's rows) may hold NaN, and 0 * NaN would reach live rows through
+        # P @ V. Each consumer zeroes its half of the tile, then waits for the other's.
+        zl: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [4, 1], [1, 0])
+        vh = v_bufs.index(0).slice(HALF * 64, 64)
+        r = start_m + HALF * 64 + gl.arange(0, 64, layout=gl.SliceLayout(1, zl))
+        vals = vh.load(zl)
+        vh.store(gl.where((r < seq_len)[:, None], vals, gl.zeros_like(vals)))
+        fence_async_shared()
+        mbarrier.arrive(zeroed, count=1)
+        mbarrier.wait(zeroed, 0)
     acc, m_i, l_i = _tile(q, k_bufs.index(0), v_bufs.index(0), acc, m_i, l_i, rows, cols,
                           start_m, qk_scale, 128, 1, mma_layout, p_layout)  # fmt: skip
     mbarrier.arrive(empty.index(0), count=1)
@@ -215,9 +227,11 @@ def _ws_flash_kernel(q_ptr, k_desc, v_desc, out_ptr, lse_ptr, seq_lens, heads, b
         v_bufs = gl.allocate_shared_memory(dt, [STAGES, 128, 128], smem_l)
         ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
         empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+        zeroed = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
         for i in gl.static_range(STAGES):
             mbarrier.init(ready.index(i), count=1)
             mbarrier.init(empty.index(i), count=2)  # one arrival per consumer
+        mbarrier.init(zeroed, count=2)
         fence_async_shared()
 
         kv_row0 = (i_b * n_kv_heads + i_hk) * n_tokens  # TMA coordinates are int32
@@ -225,14 +239,12 @@ def _ws_flash_kernel(q_ptr, k_desc, v_desc, out_ptr, lse_ptr, seq_lens, heads, b
         lse_base = b64 * s_lb + h64 * s_lh
         gl.warp_specialize(
             [
-                (_consumer, (q_smem, k_bufs, v_bufs, ready, empty, out_ptr, lse_ptr, o_base,
-                             lse_base, s_ot, start_m, seq_len, n_tokens, n_blocks, n_left,
-                             qk_scale, 0,
-                             STAGES, BN)),
-                (_consumer, (q_smem, k_bufs, v_bufs, ready, empty, out_ptr, lse_ptr, o_base,
-                             lse_base, s_ot, start_m, seq_len, n_tokens, n_blocks, n_left,
-                             qk_scale, 1,
-                             STAGES, BN)),
+                (_consumer, (q_smem, k_bufs, v_bufs, ready, empty, zeroed, out_ptr, lse_ptr,
+                             o_base, lse_base, s_ot, start_m, seq_len, n_tokens, n_blocks,
+                             n_left, qk_scale, 0, STAGES, BN)),
+                (_consumer, (q_smem, k_bufs, v_bufs, ready, empty, zeroed, out_ptr, lse_ptr,
+                             o_base, lse_base, s_ot, start_m, seq_len, n_tokens, n_blocks,
+                             n_left, qk_scale, 1, STAGES, BN)),
                 (_loader, (k_desc, v_desc, k_bufs, v_bufs, ready, empty, block_idx, idx_base,
                            n_blocks, n_pre, run_lo, n_prefix, kv_row0, start_m, n_tiles, STAGES,
                            BN, BANDED)),
@@ -281,7 +293,9 @@ def ws_flash_launch(
     block_count: torch.Tensor | None = None,
     band: tuple[int, int] | None = None,
 ) -> None:
-    """Launch on validated inputs: a block list (`block_idx`, `block_count`) or `band=(sinks, e_max)`."""
+    """Launch on validated inputs: a block list (`block_idx`, `block_count`) or `band`.
+
+    `band` is a banded plan's `(sinks, e_max)`."""
     import torch
 
     b, h, t, d = q.shape
