@@ -109,8 +109,8 @@ class KernelTuning:
 
 BLOCK_SPARSE_TUNING = KernelTuning(pinned=True, ahead=True, warp_specialize=True)
 """The block-sparse op's default at head dim 128 in bf16/fp16. On Hopper the warp-specialised
-Gluon kernel: on an H200 (Llama-3-8B shape, top-100 blocks, alternated rounds) 0.75-0.80 of the
-Triton kernel's time at 16K-32K and 0.86 at 128K-1M (`block_sparse_gluon_ws_h200.json`).
+Gluon kernel: on an H200 (Llama-3-8B shape, top-100 blocks, alternated rounds) 0.79-0.87 of the
+plain Triton launch's time from 16K to 1M (`block_sparse_tuning_h200_ws.json`).
 Elsewhere the Triton kernel with `pinned` + `ahead`: on an H200 0.91-0.99 of the plain launch's
 time from 16K to 256K and 0.99-1.00 at 512K-1M (`block_sparse_tuning_h200_pinned.json`). Other
 head dims keep `KernelTuning()` until measured."""

@@ -45,7 +45,6 @@ _tma_load = getattr(tma, "async_load", None) or tma.async_copy_global_to_shared
 
 LOG2E = 1.4426950408889634
 BLOCK_M = 128  # query rows per program: two consumers of 64
-TILE_N = 128  # keys per softmax step: two listed blocks of 64
 STAGES = 2  # key/value ring depth: 32 KB of queries + 2 x 64 KB of tiles
 
 
