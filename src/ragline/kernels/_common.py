@@ -78,7 +78,7 @@ class KernelTuning:
         pinned: take every query block's own causal block first and pin its row maxima as the
             softmax reference for all other keys: no row maximum, rescale or block-wide
             reduction per step (overrides `lazy`). 2-4 % faster for block-sparse up to 256K on
-            an H200, 1-4 % slower for the vertical-slash kernel's contiguous runs. A block whose
+            an H200, 1-5 % slower for the vertical-slash kernel's contiguous runs. A block whose
             rows sum past 2^100 against that reference (or whose output is not finite) is redone
             with the usual rescaling, so results never depend on it beyond rounding. On real
             models the headroom is far smaller (at most 2^50 on SmolLM2 at 8K,
